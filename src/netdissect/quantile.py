@@ -1,0 +1,253 @@
+"""Exact top-q thresholds of upsampled activations, from mergeable per-chunk histograms.
+
+Definition. For a unit with M upsampled values (all images, all pixels), sorted v(1) >= v(2) >= ... >= v(M),
+and k = floor(q * M) with q the decimal value of the config, the threshold is t = v(k+1): the (k+1)-th largest
+value. At most k values (a fraction <= q) lie strictly above t; without ties exactly k do.
+
+Computation. Three rounds narrow a per-unit interval (lo, hi] that holds t. Each round is a pass over the chunks
+that produces integer histograms which simply add up, so the result does not depend on chunk size or on the
+order in which chunks are merged:
+
+1. coarse: histograms of every cell's lower and upper value bounds on fixed bins (no per-pixel work);
+2. refine: exact pixel values, only in cells that can reach (lo, hi], on 4096 bins spanning (lo, hi];
+3. exact: the distinct values inside the one bin that holds t, which pins t down exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from .upsample import Geometry, cell_bounds, cell_pixel_values, corner_values
+
+COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
+COARSE_BINS = 1 << 12
+REFINE_BINS = 4096
+EXACT = 0  # nbins of a round that keeps exact values (bins are float keys)
+FLOAT_MAX = np.finfo(np.float32).max
+
+
+def float_keys(values: np.ndarray) -> np.ndarray:
+    """Map float32 values to int64 keys that sort like the values (-0.0 and +0.0 share one key).
+
+    Args:
+        values: float32 array without NaN.
+
+    Returns:
+        int64 array of keys in [0, 2**32).
+    """
+    bits = (np.asarray(values, np.float32) + np.float32(0.0)).view(np.uint32).astype(np.int64)
+    return np.where(bits >= 1 << 31, ((1 << 32) - 1) - bits, bits + (1 << 31))
+
+
+def key_floats(keys: np.ndarray) -> np.ndarray:
+    """Inverse of float_keys; the unused key just below +0.0 (it would be -0.0) maps to the float below 0."""
+    keys = np.asarray(keys, np.int64)
+    keys = np.where(keys == (1 << 31) - 1, keys - 1, keys)
+    bits = np.where(keys >= 1 << 31, keys - (1 << 31), ((1 << 32) - 1) - keys)
+    return bits.astype(np.uint32).view(np.float32)
+
+
+def target_rank(quantile: float, total: int) -> int:
+    """k = floor(q * M), with q taken as the exact decimal written in the config."""
+    return int(Fraction(repr(float(quantile))) * total)
+
+
+@dataclass
+class Histogram:
+    """Mergeable per-unit counts: values above the interval plus sparse bins inside it.
+
+    Attributes:
+        total: number of values per unit seen (images x pixels).
+        above: (U,) count of values above the interval.
+        unit, bin, count: sparse (unit, bin, count) triples; bins are float keys when nbins == EXACT.
+        nbins: bins per unit (EXACT for exact values).
+    """
+
+    total: int
+    above: np.ndarray
+    unit: np.ndarray
+    bin: np.ndarray
+    count: np.ndarray
+    nbins: int
+
+    def dense(self) -> np.ndarray:
+        """(U, nbins) int64 counts (binned rounds only)."""
+        out = np.zeros((len(self.above), self.nbins), np.int64)
+        np.add.at(out, (self.unit, self.bin), self.count)
+        return out
+
+
+def _sparse_counts(unit: np.ndarray, bins: np.ndarray, weights: np.ndarray | None, num_units: int, nbins: int):
+    """Sum weights per (unit, bin) and return the nonzero (unit, bin, count) triples."""
+    width = nbins or (1 << 32)
+    flat = unit.astype(np.int64) * width + bins
+    if num_units * width <= 1 << 24:
+        dense = np.bincount(flat, weights=weights, minlength=num_units * width)
+        nz = np.flatnonzero(dense)
+        counts = dense[nz]
+    else:
+        nz, inverse = np.unique(flat, return_inverse=True)
+        counts = np.bincount(inverse, weights=weights, minlength=len(nz))
+    return nz // width, nz % width, np.rint(counts).astype(np.int64)
+
+
+def merge(states: list[Histogram]) -> Histogram:
+    """Add up histograms of the same round (any order gives the same result)."""
+    first = states[0]
+    u, b, c = _sparse_counts(
+        np.concatenate([s.unit for s in states]),
+        np.concatenate([s.bin for s in states]),
+        np.concatenate([s.count for s in states]).astype(np.float64),
+        len(first.above),
+        first.nbins,
+    )
+    above = np.sum([s.above for s in states], axis=0)
+    return Histogram(sum(s.total for s in states), above, u, b, c, first.nbins)
+
+
+def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Histogram]:
+    """Round 1: pixel-weighted histograms of cell lower and upper bounds on fixed key bins.
+
+    Args:
+        acts: (n, U, h, w) float32 activations.
+        geom: geometry upsampling (h, w) to the label resolution.
+
+    Returns:
+        (lower, upper) histograms over COARSE_BINS bins.
+    """
+    n, num_units = acts.shape[:2]
+    lo, hi = cell_bounds(corner_values(acts, geom))  # (n, U, G)
+    unit = np.broadcast_to(np.arange(num_units)[None, :, None], lo.shape).ravel()
+    weights = np.broadcast_to(geom.npix[None, None, :], lo.shape).ravel().astype(np.float64)
+    total = n * geom.target[0] * geom.target[1]
+    out = []
+    for bound in (lo, hi):
+        bins = float_keys(bound).ravel() >> COARSE_SHIFT
+        u, b, c = _sparse_counts(unit, bins, weights, num_units, COARSE_BINS)
+        out.append(Histogram(total, np.zeros(num_units, np.int64), u, b, c, COARSE_BINS))
+    return out[0], out[1]
+
+
+def bracket_from_coarse(lower: Histogram, upper: Histogram, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interval (lo, hi] holding the (k+1)-th largest value, from merged round-1 histograms.
+
+    Values above x number at most the pixels of cells whose upper bound exceeds x, and at least the pixels
+    of cells whose lower bound exceeds x: hi is the smallest bin edge where the first count is <= k, lo the
+    largest bin edge where the second is >= k+1.
+
+    Returns:
+        (lo, hi) float32 per unit.
+    """
+    up, low = upper.dense(), lower.dense()
+    in_bins_above = np.cumsum(up[:, ::-1], axis=1)[:, ::-1] - up  # upper bounds in bins > b
+    hi_bin = np.argmax(in_bins_above <= k, axis=1)
+    ok = np.cumsum(low[:, ::-1], axis=1)[:, ::-1] >= k + 1  # lower bounds in bins >= b
+    lo_bin = COARSE_BINS - 1 - np.argmax(ok[:, ::-1], axis=1)
+    hi_key = ((hi_bin.astype(np.int64) + 1) << COARSE_SHIFT) - 1
+    lo_key = (lo_bin.astype(np.int64) << COARSE_SHIFT) - 1
+    limits = float_keys(np.array([-FLOAT_MAX, FLOAT_MAX], np.float32))
+    return key_floats(np.clip(lo_key, *limits)), key_floats(np.clip(hi_key, *limits))
+
+
+def bin_scale(lo: np.ndarray, hi: np.ndarray, nbins: int) -> np.ndarray:
+    """Per-unit float64 factor mapping (lo, hi] onto nbins bins."""
+    return nbins / np.maximum(hi.astype(np.float64) - lo.astype(np.float64), np.finfo(np.float64).tiny)
+
+
+def bin_of(values: np.ndarray, lo: np.ndarray, scale: np.ndarray, nbins: int) -> np.ndarray:
+    """Bin of values in (lo, hi]; monotone in the value, identical in every chunk."""
+    b = np.floor((values.astype(np.float64) - lo) * scale)
+    return np.clip(b, 0, nbins - 1).astype(np.int64)
+
+
+def histogram_between(
+    acts: np.ndarray, geom: Geometry, lo: np.ndarray, hi: np.ndarray, nbins: int, batch: int = 4096
+) -> Histogram:
+    """Rounds 2 and 3: exact counts of upsampled values above hi, and binned (or exact) inside (lo, hi].
+
+    Only cells whose bounds reach into (lo, hi] get per-pixel values; cells wholly above hi count whole.
+
+    Args:
+        acts: (n, U, h, w) float32 activations.
+        geom: the upsampling geometry.
+        lo, hi: (U,) float32 interval per unit.
+        nbins: bins per unit, or EXACT to keep exact values.
+        batch: number of cells evaluated at once (bounds memory).
+
+    Returns:
+        The chunk's Histogram.
+    """
+    n, num_units = acts.shape[:2]
+    corners = corner_values(acts, geom)  # (n, U, G, 4)
+    clo, chi = cell_bounds(corners)
+    whole = clo > hi[None, :, None]
+    above = (whole * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.int64)
+    img, unit, cell = np.nonzero(~whole & (chi > lo[None, :, None]))
+    scale = bin_scale(lo, hi, nbins) if nbins else None
+    units, bins = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start in range(0, len(img), batch):
+        u, g = unit[start : start + batch], cell[start : start + batch]
+        values = cell_pixel_values(corners[img[start : start + batch], u, g], g, geom)
+        hi_u = hi[u][:, None]
+        above += np.bincount(u, weights=(values > hi_u).sum(1), minlength=num_units).astype(np.int64)
+        rows, cols = np.nonzero((values > lo[u][:, None]) & (values <= hi_u))
+        inside, uu = values[rows, cols], u[rows]
+        units.append(uu)
+        bins.append(bin_of(inside, lo[uu], scale[uu], nbins) if nbins else float_keys(inside))
+    u, b, c = _sparse_counts(np.concatenate(units), np.concatenate(bins), None, num_units, nbins)
+    return Histogram(n * geom.target[0] * geom.target[1], above, u, b, c, nbins)
+
+
+def _first_bin_reaching(state: Histogram, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the largest bin b such that values in bins >= b (plus those above) number >= k+1.
+
+    Returns:
+        (b, found): int64 bins and a mask of units where such a bin exists.
+    """
+    order = np.lexsort((-state.bin, state.unit))  # by unit, then bin descending
+    unit, bins, count = state.unit[order], state.bin[order], state.count[order]
+    cum = np.cumsum(count)
+    starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]) if len(unit) else np.zeros(0, np.int64)
+    before = np.repeat(cum[starts] - count[starts], np.diff(np.r_[starts, len(unit)]))
+    hit = np.flatnonzero(state.above[unit] + cum - before >= k + 1)
+    hit_units, first = np.unique(unit[hit], return_index=True)
+    b = np.zeros(len(state.above), np.int64)
+    found = np.zeros(len(state.above), bool)
+    b[hit_units] = bins[hit[first]]
+    found[hit_units] = True
+    return b, found
+
+
+def _first_key_in_bin(lo: np.ndarray, hi: np.ndarray, target: np.ndarray, nbins: int) -> np.ndarray:
+    """Smallest float key in (lo, hi] whose bin is >= target (bisection; key(hi)+1 if none)."""
+    scale = bin_scale(lo, hi, nbins)
+    left, right = float_keys(lo) + 1, float_keys(hi) + 1  # answer in [left, right]
+    while np.any(left < right):
+        mid = (left + right) // 2
+        reached = bin_of(key_floats(mid), lo, scale, nbins) >= target
+        right = np.where(reached, mid, right)
+        left = np.where(reached | (left >= right), left, mid + 1)
+    return left
+
+
+def narrow(state: Histogram, lo: np.ndarray, hi: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Narrow (lo, hi] to the part holding the (k+1)-th largest value, from a merged round-2/3 histogram.
+
+    Returns:
+        (lo, hi) float32 per unit; after the EXACT round, hi is the threshold itself.
+    """
+    b, found = _first_bin_reaching(state, k)
+    if not state.nbins:
+        t = key_floats(b)
+        return np.where(found, key_floats(b - 1), lo), np.where(found, t, hi)
+    start = _first_key_in_bin(lo, hi, b, state.nbins)
+    stop = _first_key_in_bin(lo, hi, b + 1, state.nbins)
+    return np.where(found, key_floats(start - 1), lo), np.where(found, key_floats(stop - 1), hi)
+
+
+def check_bracket(state: Histogram, k: int) -> np.ndarray:
+    """Units whose interval does not hold the (k+1)-th largest value (an internal consistency check)."""
+    inside = np.bincount(state.unit, weights=state.count, minlength=len(state.above))
+    return np.flatnonzero(~((state.above <= k) & (state.above + inside >= k + 1)))

@@ -1,0 +1,176 @@
+"""Integer intersection, activation and label counts of one chunk, for IoU.
+
+A unit u is *active* at a pixel when its upsampled activation is strictly above its threshold t_u. For every
+unit u and concept c the chunk contributes
+
+- intersection[u, c]: active pixels of u that carry c (an image-level label carries every pixel of its image);
+- activation[u]: active pixels of u;
+- activation_in_category[u, g]: active pixels of u in images that carry some concept of category g;
+- label[c]: pixels that carry c.
+
+Counts are exact integers that add up over chunks. Cells wholly above a threshold contribute their label
+histogram at once; only cells whose corners straddle it are evaluated pixel by pixel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .upsample import Geometry, cell_bounds, cell_pixel_values, corner_values, geometry
+
+DENSE_LIMIT = 1 << 25  # largest (image, cell, concept) table counted densely
+
+
+@dataclass
+class Counts:
+    """Additive counts of a chunk (or of a whole dataset after merging). Concept axes are indexed by id (0 unused).
+
+    Attributes:
+        intersection: (U, C+1) int64.
+        activation: (U,) int64.
+        activation_in_category: (U, G) int64.
+        label: (C+1,) int64.
+        images_in_category: (G,) int64 number of images carrying some concept of each category.
+        images: number of images.
+        pixels: pixels per image (H * W).
+    """
+
+    intersection: np.ndarray
+    activation: np.ndarray
+    activation_in_category: np.ndarray
+    label: np.ndarray
+    images_in_category: np.ndarray
+    images: int
+    pixels: int
+
+    def __add__(self, other: Counts) -> Counts:
+        if self.pixels != other.pixels:
+            raise ValueError(f"cannot add counts at {self.pixels} and {other.pixels} pixels per image")
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "pixels"}
+        return Counts(**summed, pixels=self.pixels)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Concept ids 1..C with their category index (0..G-1); ``category[0]`` is -1 (no concept)."""
+
+    category: np.ndarray
+    num_categories: int
+
+    @property
+    def size(self) -> int:
+        """C + 1: the length of id-indexed concept axes."""
+        return len(self.category)
+
+
+def _cell_histograms(labels: np.ndarray, geom: Geometry, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concept pixel counts of every (image, cell), as CSR rows indexed by image * G + cell.
+
+    Returns:
+        (indptr, concept, count).
+    """
+    n = labels.shape[0]
+    flat = labels.reshape(n, labels.shape[1], -1)
+    img, plane, pix = np.nonzero(flat)
+    concept = flat[img, plane, pix].astype(np.int64)
+    row = img * geom.num_cells + geom.cell_of_pixel[pix]
+    if n * geom.num_cells * size <= DENSE_LIMIT:
+        dense = np.bincount(row * size + concept, minlength=n * geom.num_cells * size)
+        key = np.flatnonzero(dense)
+        count = dense[key]
+    else:
+        key, count = np.unique(row * size + concept, return_counts=True)
+    row_of_key = key // size
+    indptr = np.searchsorted(row_of_key, np.arange(n * geom.num_cells + 1))
+    return indptr, key % size, count
+
+
+def _gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry positions of the given CSR rows, and for each entry the index of its row in ``rows``."""
+    lengths = indptr[rows + 1] - indptr[rows]
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    starts = np.repeat(indptr[rows] - np.cumsum(lengths) + lengths, lengths)
+    return starts + np.arange(lengths.sum()), owner
+
+
+def tally_chunk(
+    acts: np.ndarray,
+    labels: np.ndarray,
+    image_labels: np.ndarray,
+    thresholds: np.ndarray,
+    vocab: Vocabulary,
+    batch: int = 4096,
+) -> Counts:
+    """Count one chunk of images.
+
+    Args:
+        acts: (n, U, h, w) float32 activations.
+        labels: (n, P, H, W) integer concept ids per pixel and plane (0 = none; a concept at most once per pixel).
+        image_labels: (n, Q) integer concept ids of image-level labels (0 = none).
+        thresholds: (U,) float32.
+        vocab: the concept vocabulary.
+        batch: straddling cells evaluated at once.
+
+    Returns:
+        The chunk's Counts.
+    """
+    n, num_units, h, w = acts.shape
+    H, W = labels.shape[-2:]
+    geom = geometry(h, w, H, W)
+    size = vocab.size
+    corners = corner_values(acts, geom)
+    lo, hi = cell_bounds(corners)
+    t = thresholds.astype(np.float32)[None, :, None]
+    whole = lo > t
+    active = (whole * geom.npix).sum(-1).astype(np.int64)  # (n, U)
+    hits = np.zeros(num_units * size, np.int64)
+
+    # cells wholly above threshold: add their label histograms
+    indptr, concept, count = _cell_histograms(labels, geom, size)
+    img, unit, cell = np.nonzero(whole)
+    entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
+    hits += np.bincount(unit[owner] * size + concept[entries], weights=count[entries], minlength=hits.size).astype(
+        np.int64
+    )
+
+    # straddling cells: pixel by pixel
+    flat_labels = labels.reshape(n, labels.shape[1], -1)
+    img, unit, cell = np.nonzero(~whole & (hi > t))
+    for start in range(0, len(img), batch):
+        i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
+        above = cell_pixel_values(corners[i, u, g], g, geom) > thresholds[u][:, None]
+        np.add.at(active, (i, u), above.sum(1))
+        rows, pos = np.nonzero(above)
+        pix_labels = flat_labels[i[rows], :, geom.pixels[g[rows], pos]]  # (m, P)
+        keys = (u[rows][:, None] * size + pix_labels)[pix_labels > 0]
+        hits += np.bincount(keys, minlength=hits.size)
+    intersection = hits.reshape(num_units, size)
+
+    # image-level labels carry every pixel of their image
+    image_onehot = np.zeros((n, size), np.int64)
+    rows, cols = np.nonzero(image_labels)
+    image_onehot[rows, image_labels[rows, cols].astype(np.int64)] = 1
+    image_onehot[:, 0] = 0
+    intersection += active.T @ image_onehot
+
+    label = np.bincount(flat_labels.ravel(), minlength=size).astype(np.int64)
+    label += image_onehot.sum(0) * (H * W)
+    label[0] = 0
+
+    present = image_onehot.astype(bool)
+    for p in range(flat_labels.shape[1]):
+        present[np.repeat(np.arange(n), flat_labels.shape[2]), flat_labels[:, p].ravel()] = True
+    present[:, 0] = False
+    in_category = np.zeros((n, vocab.num_categories), np.int64)
+    for g in range(vocab.num_categories):
+        in_category[:, g] = present[:, vocab.category == g].any(1)
+    return Counts(
+        intersection=intersection,
+        activation=active.sum(0),
+        activation_in_category=active.T @ in_category,
+        label=label,
+        images_in_category=in_category.sum(0),
+        images=n,
+        pixels=H * W,
+    )

@@ -1,0 +1,195 @@
+"""Bilinear upsampling geometry, organised in cells.
+
+Upsampling an (h, w) map to (H, W) bilinearly with pixel centres aligned and edges clamped (torch's
+``interpolate(mode="bilinear", align_corners=False)``) makes every output pixel a convex combination of the
+four source values around it. Output pixels that share the same four source values form a *cell*; a cell's
+pixels can never exceed the largest of its corners nor fall below the smallest. Thresholding therefore needs
+per-pixel work only in cells whose corners straddle the threshold: every other cell is wholly above or
+wholly below it. This module computes that geometry and the exact per-pixel values inside chosen cells.
+
+All arithmetic is float32, in one fixed order of operations, so every pass (thresholds, counts, the
+reference full upsampling) sees bit-identical values for the same pixel whatever the batch or chunk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+# Relative bound on the float32 rounding of one interpolated value (a few units of 2**-24, with room to spare).
+ROUNDING_MARGIN = np.float32(2.0**-18)
+
+
+def _axis(src_size: int, dst_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights along one axis, as torch computes them.
+
+    Returns:
+        (i0, i1, w0, w1): for each output position, the two source indices and their float32 weights.
+    """
+    scale = np.float32(src_size) / np.float32(dst_size)
+    dst = np.arange(dst_size, dtype=np.float32)
+    src = scale * (dst + np.float32(0.5)) - np.float32(0.5)
+    src = np.maximum(src, np.float32(0.0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), src_size - 1)
+    w1 = np.clip(src - i0.astype(np.float32), np.float32(0.0), np.float32(1.0)).astype(np.float32)
+    w0 = (np.float32(1.0) - w1).astype(np.float32)
+    i1 = np.where(i0 < src_size - 1, i0 + 1, i0)
+    return i0, i1, w0, w1
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an (h, w) map upsamples to (H, W), cell by cell.
+
+    Attributes:
+        source: (h, w).
+        target: (H, W).
+        corners: (G, 4) flat source indices (row0col0, row0col1, row1col0, row1col1) of each cell.
+        rows, cols: (G, R) and (G, Q) output rows and columns of each cell, padded with -1.
+        row_weights: (G, R, 2) float32 weights of source rows 0 and 1 for each output row (NaN where padded,
+            so padded pixels compare false with everything).
+        col_weights: (G, Q, 2) float32 weights of source columns 0 and 1 for each output column.
+        pixels: (G, R*Q) flat output pixel index of every cell pixel, -1 where padded.
+        npix: (G,) number of output pixels in each cell.
+        cell_of_pixel: (H*W,) the cell of every output pixel.
+    """
+
+    source: tuple[int, int]
+    target: tuple[int, int]
+    corners: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    row_weights: np.ndarray
+    col_weights: np.ndarray
+    pixels: np.ndarray
+    npix: np.ndarray
+    cell_of_pixel: np.ndarray
+
+    @property
+    def num_cells(self) -> int:
+        return len(self.npix)
+
+
+def _groups(i0: np.ndarray) -> list[np.ndarray]:
+    """Output positions grouped by their first source index (contiguous, ascending)."""
+    return [np.flatnonzero(i0 == v) for v in np.unique(i0)]
+
+
+@lru_cache(maxsize=32)
+def geometry(h: int, w: int, H: int, W: int) -> Geometry:
+    """Build the cell geometry for upsampling (h, w) to (H, W).
+
+    Args:
+        h, w: source map size.
+        H, W: target size.
+
+    Returns:
+        The Geometry, cached per size.
+    """
+    y0, y1, wy0, wy1 = _axis(h, H)
+    x0, x1, wx0, wx1 = _axis(w, W)
+    row_groups, col_groups = _groups(y0), _groups(x0)
+    R = max(len(g) for g in row_groups)
+    Q = max(len(g) for g in col_groups)
+    G = len(row_groups) * len(col_groups)
+    corners = np.empty((G, 4), np.int64)
+    rows = np.full((G, R), -1, np.int64)
+    cols = np.full((G, Q), -1, np.int64)
+    row_weights = np.full((G, R, 2), np.nan, np.float32)
+    col_weights = np.full((G, Q, 2), np.nan, np.float32)
+    pixels = np.full((G, R * Q), -1, np.int64)
+    npix = np.empty(G, np.int64)
+    cell_of_pixel = np.empty(H * W, np.int64)
+    g = 0
+    for rg in row_groups:
+        a0, a1 = y0[rg[0]], y1[rg[0]]
+        for cg in col_groups:
+            b0, b1 = x0[cg[0]], x1[cg[0]]
+            corners[g] = (a0 * w + b0, a0 * w + b1, a1 * w + b0, a1 * w + b1)
+            rows[g, : len(rg)] = rg
+            cols[g, : len(cg)] = cg
+            row_weights[g, : len(rg)] = np.stack([wy0[rg], wy1[rg]], 1)
+            col_weights[g, : len(cg)] = np.stack([wx0[cg], wx1[cg]], 1)
+            flat = (rg[:, None] * W + cg[None, :]).ravel()
+            grid = np.full((R, Q), -1, np.int64)
+            grid[: len(rg), : len(cg)] = flat.reshape(len(rg), len(cg))
+            pixels[g] = grid.ravel()
+            npix[g] = flat.size
+            cell_of_pixel[flat] = g
+            g += 1
+    return Geometry((h, w), (H, W), corners, rows, cols, row_weights, col_weights, pixels, npix, cell_of_pixel)
+
+
+def corner_values(maps: np.ndarray, geom: Geometry) -> np.ndarray:
+    """The four corner values of every cell.
+
+    Args:
+        maps: (..., h, w) float32 source maps.
+        geom: their geometry.
+
+    Returns:
+        (..., G, 4) float32 corner values.
+    """
+    flat = maps.reshape(*maps.shape[:-2], -1)
+    return flat[..., geom.corners]
+
+
+def cell_bounds(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Safe lower and upper bounds of every pixel value in each cell.
+
+    The bounds are widened by the float32 rounding of interpolation, so every computed pixel value v of the
+    cell satisfies lo <= v <= hi (strictly inside unless all corners are equal).
+
+    Args:
+        corners: (..., 4) float32 corner values.
+
+    Returns:
+        (lo, hi), each (...,) float32.
+    """
+    lo = corners.min(-1)
+    hi = corners.max(-1)
+    margin = np.maximum(np.abs(lo), np.abs(hi)) * ROUNDING_MARGIN
+    return lo - margin, hi + margin
+
+
+def cell_pixel_values(corners: np.ndarray, cells: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Exact float32 upsampled values of the pixels of chosen cells.
+
+    Args:
+        corners: (K, 4) corner values of K (image, unit, cell) items.
+        cells: (K,) the cell index of each item.
+        geom: the geometry.
+
+    Returns:
+        (K, R*Q) float32 values laid out like ``geom.pixels[cells]`` (padding positions hold NaN).
+    """
+    cw = geom.col_weights[cells]  # (K, Q, 2)
+    rw = geom.row_weights[cells]  # (K, R, 2)
+    top = cw[:, :, 0] * corners[:, 0:1] + cw[:, :, 1] * corners[:, 1:2]  # (K, Q)
+    bottom = cw[:, :, 0] * corners[:, 2:3] + cw[:, :, 1] * corners[:, 3:4]
+    values = rw[:, :, 0:1] * top[:, None, :] + rw[:, :, 1:2] * bottom[:, None, :]  # (K, R, Q)
+    return values.reshape(len(cells), -1)
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Full bilinear upsampling of maps, with exactly the values the cell passes use.
+
+    Args:
+        maps: (..., h, w) float32 maps.
+        size: (H, W).
+
+    Returns:
+        (..., H, W) float32.
+    """
+    lead = maps.shape[:-2]
+    h, w = maps.shape[-2:]
+    geom = geometry(h, w, *size)
+    flat = maps.reshape(-1, h, w).astype(np.float32)
+    out = np.zeros((flat.shape[0], size[0] * size[1]), np.float32)
+    for g in range(geom.num_cells):
+        corners = corner_values(flat, geom)[:, g]
+        values = cell_pixel_values(corners, np.full(len(flat), g), geom)
+        valid = geom.pixels[g] >= 0
+        out[:, geom.pixels[g][valid]] = values[:, valid]
+    return out.reshape(*lead, *size)

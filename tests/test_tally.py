@@ -1,0 +1,97 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from netdissect.iou import iou_matrix, label_units
+from netdissect.tally import Vocabulary, tally_chunk
+from netdissect.upsample import upsample
+
+CATEGORY = np.array([-1, 0, 0, 1, 1, 2, 2, 2])  # ids 1-2 cat 0, 3-4 cat 1 (pixel); 5-7 cat 2 (image-level)
+VOCAB = Vocabulary(CATEGORY, 3)
+
+
+def make_chunk(rng, n, units=4, h=3, w=5, H=17, W=23, planes=2):
+    acts = rng.standard_normal((n, units, h, w)).astype(np.float32)
+    labels = rng.integers(0, 5, (n, planes, H, W)).astype(np.uint16)
+    labels[:, 1][labels[:, 1] == labels[:, 0]] = 0
+    labels[:, 0][rng.random((n, H, W)) < 0.3] = 0
+    image_labels = np.stack([rng.choice([0, 5, 6], n), rng.choice([0, 7], n)], 1).astype(np.uint16)
+    return acts, labels, image_labels
+
+
+def brute_force(acts, labels, image_labels, t):
+    n, units = acts.shape[:2]
+    H, W = labels.shape[-2:]
+    active = upsample(acts, (H, W)) > t[None, :, None, None]
+    size = len(CATEGORY)
+    inter = np.zeros((units, size), int)
+    label = np.zeros(size, int)
+    has = np.zeros((n, 3), bool)
+    for c in range(1, size):
+        s = (labels == c).any(1) | (image_labels == c).any(1)[:, None, None]
+        inter[:, c] = (active & s[:, None]).sum((0, 2, 3))
+        label[c] = s.sum()
+        has[:, CATEGORY[c]] |= s.any((1, 2))
+    act_img = active.sum((2, 3))
+    return inter, act_img.sum(0), act_img.T @ has, label
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_counts_equal_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    acts, labels, image_labels = make_chunk(rng, 6)
+    values = upsample(acts, labels.shape[-2:]).transpose(1, 0, 2, 3).reshape(acts.shape[1], -1)
+    t = np.quantile(values, [0.5, 0.9, 0.99, 0.2], axis=1).diagonal().astype(np.float32)
+    counts = tally_chunk(acts, labels, image_labels, t, VOCAB, batch=7)
+    inter, act, act_cat, label = brute_force(acts, labels, image_labels, t)
+    np.testing.assert_array_equal(counts.intersection, inter)
+    np.testing.assert_array_equal(counts.activation, act)
+    np.testing.assert_array_equal(counts.activation_in_category, act_cat)
+    np.testing.assert_array_equal(counts.label, label)
+    assert counts.images == 6 and counts.pixels == 17 * 23
+
+
+def test_counts_add_up_over_chunks():
+    rng = np.random.default_rng(9)
+    acts, labels, image_labels = make_chunk(rng, 9)
+    t = np.full(4, 0.3, np.float32)
+    whole = tally_chunk(acts, labels, image_labels, t, VOCAB)
+    parts = [tally_chunk(acts[a:b], labels[a:b], image_labels[a:b], t, VOCAB) for a, b in [(0, 2), (2, 7), (7, 9)]]
+    merged = parts[2] + parts[0] + parts[1]
+    for name in ("intersection", "activation", "activation_in_category", "label", "images_in_category"):
+        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+
+
+def test_iou_and_labels():
+    rng = np.random.default_rng(5)
+    acts, labels, image_labels = make_chunk(rng, 5)
+    t = np.full(4, 0.5, np.float32)
+    counts = tally_chunk(acts, labels, image_labels, t, VOCAB)
+    inter, act, act_cat, label = brute_force(acts, labels, image_labels, t)
+    iou_all = iou_matrix(counts, VOCAB, "all")
+    np.testing.assert_allclose(iou_all[:, 1:], inter[:, 1:] / (act[:, None] + label[None, 1:] - inter[:, 1:]))
+    iou_cat = iou_matrix(counts, VOCAB, "category")
+    union = act_cat[:, CATEGORY[1:]] + label[None, 1:] - inter[:, 1:]
+    np.testing.assert_allclose(iou_cat[:, 1:], inter[:, 1:] / union)
+    concepts = pd.DataFrame(
+        {"id": range(1, 8), "name": list("abcdefg"), "category": ["x", "x", "y", "y", "z", "z", "z"]}
+    )
+    table = label_units(iou_all, concepts, t, 0.04)
+    best = iou_all[:, 1:].argmax(1)
+    assert list(table["label"]) == [concepts["name"][b] for b in best]
+    assert list(table["category"]) == [concepts["category"][b] for b in best]
+    np.testing.assert_allclose(table["iou"], iou_all[:, 1:].max(1))
+    np.testing.assert_allclose(table["x_iou"], iou_all[:, 1:3].max(1))
+    assert (table["detector"] == (table["iou"] > 0.04)).all()
+
+
+def test_dead_unit_gets_zero_iou_and_no_label():
+    acts = np.zeros((2, 1, 3, 3), np.float32)
+    labels = np.ones((2, 1, 6, 6), np.uint16)
+    counts = tally_chunk(acts, labels, np.zeros((2, 1), np.uint16), np.zeros(1, np.float32), VOCAB)
+    assert counts.activation[0] == 0
+    iou = iou_matrix(counts, VOCAB)
+    assert (iou == 0).all()
+    concepts = pd.DataFrame({"id": range(1, 8), "name": list("abcdefg"), "category": list("xxyyzzz")})
+    table = label_units(iou, concepts, np.zeros(1), 0.04)
+    assert table["label"][0] == "" and not table["detector"][0]

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+import torch
+
+from netdissect.upsample import cell_bounds, corner_values, geometry, upsample
+
+SIZES = [(7, 7, 112, 112), (14, 14, 112, 112), (7, 9, 113, 50), (5, 5, 5, 5), (3, 4, 7, 11), (1, 1, 6, 6), (16, 16, 8, 8)]
+
+
+@pytest.mark.parametrize("h,w,H,W", SIZES)
+def test_upsample_matches_torch_bilinear(h, w, H, W):
+    maps = np.random.default_rng(0).standard_normal((2, 3, h, w)).astype(np.float32)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(maps), size=(H, W), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(upsample(maps, (H, W)), ref.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("h,w,H,W", SIZES)
+def test_cells_partition_pixels_and_bound_values(h, w, H, W):
+    maps = np.random.default_rng(1).standard_normal((4, h, w)).astype(np.float32)
+    geom = geometry(h, w, H, W)
+    pixels = geom.pixels[geom.pixels >= 0]
+    assert np.array_equal(np.sort(pixels), np.arange(H * W))
+    assert geom.npix.sum() == H * W
+    lo, hi = cell_bounds(corner_values(maps, geom))
+    values = upsample(maps, (H, W)).reshape(4, -1)
+    cell = geom.cell_of_pixel
+    assert (values >= lo[:, cell]).all() and (values <= hi[:, cell]).all()
+
+
+def test_7x7_to_112_cells_group_clamped_edges_with_their_neighbours():
+    geom = geometry(7, 7, 112, 112)
+    assert geom.num_cells == 49
+    assert sorted(set(geom.npix.tolist())) == [8 * 8, 8 * 16, 8 * 24, 16 * 16, 16 * 24, 24 * 24]
