@@ -73,7 +73,6 @@ def test_at_most_k_values_above_and_at_least_k_plus_1_at_or_above():
     values = upsample(acts, size).transpose(1, 0, 2, 3).reshape(3, -1)
     above = (values > t[:, None]).sum(1)
     assert (above <= k).all() and ((values >= t[:, None]).sum(1) >= k + 1).all()
-    assert (above >= k - 2).all()  # only edge-clamped duplicates tie with random data
 
 
 def test_keys_sort_like_floats():
