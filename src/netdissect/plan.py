@@ -1,0 +1,162 @@
+"""What a run will process: the selected images, their chunks and sizes, computed at DAG-parse time.
+
+Chunks are fixed row ranges of the selected images ([start, stop) after the split is chosen); a chunk's jobs
+depend only on its own rows, so growing ``dataset.size`` adds chunks without touching the full ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError
+from .datasets import Dataset, DatasetError, Record, open_dataset
+from .provenance import digest
+
+CHUNK_PATTERN = r"\d{7}-\d{7}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A row range of the selected images and the digest of its rows' content."""
+
+    name: str
+    start: int
+    stop: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The images of a run, as chunks, with their image and label sizes."""
+
+    run_dir: Path
+    dataset_root: Path
+    chunks: tuple[Chunk, ...]
+    image_size: tuple[int, int]
+    label_size: tuple[int, int]
+
+    def chunk(self, name: str) -> Chunk:
+        for c in self.chunks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no chunk {name!r} in this run")
+
+    @property
+    def images(self) -> int:
+        return self.chunks[-1].stop if self.chunks else 0
+
+
+def run_dir(cfg: dict) -> Path:
+    return Path("results") / cfg["run"]
+
+
+def dataset_root(cfg: dict) -> Path:
+    """The Broden-format or image folder the run reads (the synthetic world lives in the run folder)."""
+    if cfg["dataset"]["kind"] == "synthetic":
+        return run_dir(cfg) / "world"
+    return Path(cfg["dataset"]["root"])
+
+
+def source_spec(cfg: dict) -> dict:
+    """The few config values that say which rows a chunk reads (passed to chunk jobs as params)."""
+    kind = "imagefolder" if cfg["dataset"]["kind"] == "imagefolder" else "broden"
+    return {"kind": kind, "root": str(dataset_root(cfg)), "split": cfg["dataset"]["split"]}
+
+
+def open_source(spec: dict) -> Dataset:
+    """Open the dataset a source_spec names (the synthetic world must have been written)."""
+    return open_dataset(spec["kind"], spec["root"])
+
+
+def chunk_name(start: int, stop: int) -> str:
+    return f"{start:07d}-{stop:07d}"
+
+
+def _ranges(total: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + chunk_size, total)) for a in range(0, total, chunk_size)]
+
+
+def _synthetic_count(cfg: dict) -> int:
+    syn, split = cfg["synthetic"], cfg["dataset"]["split"]
+    counts = {"train": syn["train_images"], "val": syn["val_images"]}
+    if split is None:
+        return sum(counts.values())
+    if split not in counts:
+        raise ConfigError(f"config key 'dataset.split': the synthetic world has splits train and val, not {split!r}")
+    return counts[split]
+
+
+def _uniform(sizes: list[tuple[tuple[int, int] | None, Record]], what: str, key: str) -> tuple[int, int] | None:
+    """The one size all records share, or a DatasetError naming the first record that differs."""
+    first_size, first = sizes[0]
+    for size, record in sizes:
+        if size != first_size:
+            raise DatasetError(
+                f"{what} sizes differ: {first.image} is {first_size} but {record.image} (row {record.index}) is "
+                f"{size}; set {key} to dissect images of different sizes"
+            )
+    return first_size
+
+
+def _model_label_size(cfg: dict, image_size: tuple[int, int]) -> tuple[int, int]:
+    resolution = cfg["segmenter"]["resolution"]
+    return tuple(resolution) if resolution else (max(1, image_size[0] // 2), max(1, image_size[1] // 2))
+
+
+def make_plan(cfg: dict) -> Plan:
+    """Plan a validated configuration: select the images, cut them into chunks, fix image and label sizes.
+
+    Raises:
+        ConfigError or DatasetError naming the key, row or file at fault.
+    """
+    ds, chunk_size = cfg["dataset"], cfg["chunk_size"]
+    resize = tuple(ds["resize"]) if ds["resize"] else None
+    if ds["kind"] == "synthetic":
+        total = _synthetic_count(cfg)
+        if ds["size"] is not None:
+            total = min(total, ds["size"])
+        side = cfg["synthetic"]["image_size"]
+        world = {k: cfg["synthetic"][k] for k in ("train_images", "val_images", "image_size")}
+        chunks = tuple(
+            Chunk(chunk_name(a, b), a, b, digest(["synthetic", cfg["seed"], world, ds["split"], a, b]))
+            for a, b in _ranges(total, chunk_size)
+        )
+        image_size = resize or (side, side)
+        stored_label = (side // 2, side // 2)
+        label_size = _scaled(stored_label, (side, side), image_size)
+    else:
+        source = open_source(source_spec(cfg))
+        records = source.records(ds["split"], ds["size"])
+        if not records:
+            raise DatasetError(f"dataset {source.root} has no images to dissect (split {ds['split']!r})")
+        chunks = tuple(
+            Chunk(chunk_name(a, b), a, b, source.digest(records[a:b])) for a, b in _ranges(len(records), chunk_size)
+        )
+        image_size = resize or _uniform([(r.image_size, r) for r in records], "image", "dataset.resize")
+        if image_size is None:
+            from .datasets import load_image
+
+            image_size = load_image(records[0].image).shape[:2]
+        label_size = None
+        if cfg["segmenter"]["kind"] == "dataset":
+            stored = _uniform([(r.label_size, r) for r in records], "label map", "dataset.resize")
+            stored_image = _uniform([(r.image_size, r) for r in records], "image", "dataset.resize")
+            label_size = _scaled(stored, stored_image, image_size)
+    if not chunks:
+        raise ConfigError("no images selected: check dataset.split and dataset.size")
+    if cfg["segmenter"]["kind"] != "dataset":
+        label_size = _model_label_size(cfg, image_size)
+    return Plan(run_dir(cfg), dataset_root(cfg), chunks, tuple(image_size), tuple(label_size))
+
+
+def _scaled(label: tuple[int, int], image: tuple[int, int], target_image: tuple[int, int]) -> tuple[int, int]:
+    """Label size for images resized from ``image`` to ``target_image`` (same ratio as stored)."""
+    return (
+        max(1, round(label[0] * target_image[0] / image[0])),
+        max(1, round(label[1] * target_image[1] / image[1])),
+    )
+
+
+def chunk_records(spec: dict, start: int, stop: int) -> list[Record]:
+    """The records of rows [start, stop) of a source_spec's selection (split applied; size is irrelevant)."""
+    return open_source(spec).records(spec["split"], None)[start:stop]

@@ -1,0 +1,31 @@
+"""Provenance: what every output was built from (config, package versions, content digests)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("netdissect", "torch", "torchvision", "numpy", "zarr", "pandas", "snakemake")
+
+
+def digest(value: Any) -> str:
+    """Short sha256 of a JSON-serialisable value (key order does not matter)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the results (no imports)."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def record(stage: str, config: dict, inputs: dict[str, Any]) -> dict:
+    """Provenance entry for an output: the stage, the config values it used, its input digests and versions."""
+    return {"stage": stage, "config": config, "inputs": inputs, "versions": versions()}

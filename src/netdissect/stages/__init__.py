@@ -1,0 +1,68 @@
+"""Entry points of the workflow's rules: ``run(snakemake)`` calls the stage function named after the rule.
+
+A stage function takes one ``job`` argument with attributes ``input``, ``output``, ``params`` (Snakemake's named
+lists, or any objects with the same attributes in tests), ``threads`` and ``wildcards``. Expected failures
+(bad input, inconsistent stores) are reported as one clear line on stderr and in the log, without a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from types import SimpleNamespace
+
+from ..errors import NetdissectError
+
+# rule name -> "module:function" under netdissect.stages
+STAGES = {
+    "synthesize": "data:synthesize",
+    "data_index": "data:data_index",
+    "train_classifier": "training:train_classifier",
+    "train_segmenter": "training:train_segmenter",
+    "concepts": "segment:concepts",
+    "segment_chunk": "segment:segment_chunk",
+    "segmenter_quality": "segment:segmenter_quality",
+    "activations": "activations:activations_chunk",
+    "activations_layer": "activations:activations_chunk",
+    "threshold_coarse_chunk": "thresholds:coarse_chunk",
+    "threshold_coarse": "thresholds:coarse_reduce",
+    "threshold_refine_chunk": "thresholds:refine_chunk",
+    "threshold_refine": "thresholds:refine_reduce",
+    "threshold_exact_chunk": "thresholds:refine_chunk",
+    "thresholds": "thresholds:exact_reduce",
+    "tally_chunk": "tally:tally_chunk",
+    "tally": "tally:tally_reduce",
+    "label_units": "tally:label_units",
+    "layer_figure": "report:layer_figure",
+    "summary": "report:summary",
+}
+
+class StageError(NetdissectError):
+    """A stage cannot proceed; the message names the file, layer or image at fault."""
+
+
+def stage_function(rule: str):
+    """The function behind a rule name."""
+    module, function = STAGES[rule].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+
+
+def run(snakemake) -> None:
+    """Run the stage of a Snakemake ``script:`` job, logging to its log file."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if snakemake.log:
+        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", handlers=handlers, force=True)
+    job = SimpleNamespace(
+        input=snakemake.input,
+        output=snakemake.output,
+        params=snakemake.params,
+        threads=snakemake.threads,
+        wildcards=snakemake.wildcards,
+        rule=snakemake.rule,
+    )
+    try:
+        stage_function(snakemake.rule)(job)
+    except NetdissectError as error:
+        logging.getLogger("netdissect").error("%s", error)
+        sys.exit(1)

@@ -1,0 +1,47 @@
+"""Data stage: write the synthetic world, and the index of the images a run dissects."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..datasets import check_files
+from ..plan import open_source
+from ..stores import write_csv
+from ..synthetic import write_world
+from . import StageError
+
+log = logging.getLogger("netdissect.data")
+
+
+def synthesize(job) -> None:
+    """Write the synthetic world (a Broden-format folder) with its train and val splits."""
+    p = job.params
+    start = time.time()
+    write_world(Path(job.output.world), p.seed, p.train_images, p.val_images, p.image_size)
+    log.info("wrote %d images in %.1f s", p.train_images + p.val_images, time.time() - start)
+
+
+def data_index(job) -> None:
+    """Write the index of the selected images (row, image, split), after checking that every file exists."""
+    p = job.params
+    records = open_source(p.source).records(p.source["split"], p.size)
+    problems = check_files(records)
+    if problems and not p.skip_bad_images:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise StageError(
+            f"{len(problems)} missing files in dataset {p.source['root']}:\n  {shown}{more}\n"
+            "(set dataset.skip_bad_images: true to skip these images)"
+        )
+    table = pd.DataFrame(
+        {
+            "row": [r.index for r in records],
+            "image": [str(r.image) for r in records],
+            "split": [r.split for r in records],
+        }
+    )
+    write_csv(job.output.index, table)
+    log.info("%d images selected, %d with missing files", len(records), len(problems))

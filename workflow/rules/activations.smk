@@ -1,0 +1,67 @@
+# Activations stage: per-layer, per-chunk activation stores (N, C, h, w).
+# Layers still to extract share one forward pass per chunk (rule activations); layers already extracted with
+# the current model have a single-layer rule, so adding a layer to the config extracts that layer only.
+
+
+def activation_params():
+    return dict(
+        start=chunk_start,
+        stop=chunk_stop,
+        digest=chunk_digest,
+        source=SOURCE,
+        model=MODEL,
+        image_size=PLAN.image_size,
+        resize=DATASET["resize"],
+        batch_size=config["batch_size"],
+        dtype=config["activations"]["dtype"],
+        device=config["device"],
+        skip_bad_images=DATASET["skip_bad_images"],
+    )
+
+
+if PENDING_LAYERS:
+
+    rule activations:
+        input:
+            unpack(lambda wildcards: get_weights_input()),
+            source=get_source_input(),
+        output:
+            [directory(f"{RUN}/activations/{layer}/{{chunk}}.zarr") for layer in PENDING_LAYERS],
+        params:
+            **activation_params(),
+        threads: 2
+        log:
+            f"{RUN}/logs/activations/{{chunk}}.log",
+        benchmark:
+            f"{RUN}/benchmarks/activations/{{chunk}}.tsv"
+        resources:
+            mem_mb=mem_mb(1500, 4),
+            runtime=runtime(10, 0.1),
+            gpu=1 if config["device"] == "cuda" else 0,
+        script:
+            SCRIPT
+
+
+if EXTRACTED_LAYERS:
+
+    rule activations_layer:
+        input:
+            unpack(lambda wildcards: get_weights_input()),
+            source=get_source_input(),
+        output:
+            directory(f"{RUN}/activations/{{layer}}/{{chunk}}.zarr"),
+        wildcard_constraints:
+            layer="|".join(re.escape(layer) for layer in EXTRACTED_LAYERS),
+        params:
+            **activation_params(),
+        threads: 2
+        log:
+            f"{RUN}/logs/activations/{{layer}}/{{chunk}}.log",
+        benchmark:
+            f"{RUN}/benchmarks/activations/{{layer}}/{{chunk}}.tsv"
+        resources:
+            mem_mb=mem_mb(1500, 4),
+            runtime=runtime(10, 0.1),
+            gpu=1 if config["device"] == "cuda" else 0,
+        script:
+            SCRIPT

@@ -1,0 +1,33 @@
+# Report stage: a figure per layer and a summary table across layers.
+
+
+rule layer_figure:
+    input:
+        units=f"{RUN}/dissect/{{layer}}/units.csv",
+    output:
+        figure=f"{RUN}/dissect/{{layer}}/detectors.png",
+    params:
+        iou_threshold=config["iou_threshold"],
+    log:
+        f"{RUN}/logs/report/{{layer}}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        SCRIPT
+
+
+rule summary:
+    input:
+        units=expand(f"{RUN}/dissect/{{layer}}/units.csv", layer=LAYERS),
+    output:
+        summary=f"{RUN}/summary.csv",
+    params:
+        layers=LAYERS,
+    log:
+        f"{RUN}/logs/report/summary.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        SCRIPT

@@ -1,0 +1,75 @@
+# Threshold stage: three rounds of per-chunk histograms and reduces give each unit's exact top-q level.
+# Round-1 chunk states do not depend on the quantile; the reduces and later rounds do.
+
+
+rule threshold_coarse_chunk:
+    input:
+        acts=get_activations,
+    output:
+        state=f"{RUN}/thresholds/{{layer}}/coarse/{{chunk}}.npz",
+    params:
+        label_size=PLAN.label_size,
+    log:
+        f"{RUN}/logs/thresholds/{{layer}}/coarse-{{chunk}}.log",
+    resources:
+        mem_mb=mem_mb(1000, 3),
+        runtime=runtime(5, 0.02),
+    script:
+        SCRIPT
+
+
+rule threshold_coarse:
+    input:
+        states=get_layer_chunks("{run}/thresholds/{layer}/coarse/{chunk}.npz"),
+    output:
+        bracket=f"{RUN}/thresholds/{{layer}}/coarse.npz",
+    params:
+        quantile=config["quantile"],
+    log:
+        f"{RUN}/logs/thresholds/{{layer}}/coarse.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        SCRIPT
+
+
+for _round, _bracket, _nbins, _reduce, _reduced in (
+    ("refine", "coarse.npz", 4096, "threshold_refine", f"{RUN}/thresholds/{{layer}}/refine.npz"),
+    ("exact", "refine.npz", 0, "thresholds", f"{RUN}/dissect/{{layer}}/thresholds.csv"),
+):
+
+    rule:
+        name:
+            f"threshold_{_round}_chunk"
+        input:
+            acts=get_activations,
+            bracket=f"{RUN}/thresholds/{{layer}}/{_bracket}",
+        output:
+            state=f"{RUN}/thresholds/{{layer}}/{_round}/{{chunk}}.npz",
+        params:
+            label_size=PLAN.label_size,
+            nbins=_nbins,
+        log:
+            f"{RUN}/logs/thresholds/{{layer}}/{_round}-{{chunk}}.log",
+        resources:
+            mem_mb=mem_mb(1000, 3),
+            runtime=runtime(5, 0.05),
+        script:
+            SCRIPT
+
+    rule:
+        name:
+            _reduce
+        input:
+            states=get_layer_chunks(f"{{run}}/thresholds/{{layer}}/{_round}/{{chunk}}.npz"),
+            bracket=f"{RUN}/thresholds/{{layer}}/{_bracket}",
+        output:
+            **({"table": _reduced} if _round == "exact" else {"bracket": _reduced}),
+        log:
+            f"{RUN}/logs/thresholds/{{layer}}/{_round}.log",
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            SCRIPT

@@ -1,0 +1,9 @@
+"""Run the netdissect stage of the calling rule (Snakemake injects ``snakemake``)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
+
+from netdissect.stages import run  # noqa: E402
+
+run(snakemake)  # noqa: F821
