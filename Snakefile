@@ -1,9 +1,11 @@
+from pathlib import Path
+
 # netdissect: Network Dissection as a chunked Snakemake workflow.
 #   snakemake --cores 2                                  # the embedded synthetic default
 #   snakemake --cores 8 --configfile my.yaml --config run=x quantile=0.005
 # The configuration is validated (workflow/schemas/config.schema.yaml) before any job is planned.
 
-configfile: "config/config.yaml"
+configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

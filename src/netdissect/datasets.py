@@ -8,12 +8,14 @@ Two kinds of dataset folder are read:
   ``label.csv`` names the concepts; ``c_<category>.csv`` files are only read when it has no category column.
 - ``imagefolder``: every image file under the folder, without labels or splits.
 
-Rows are numbered from 0 in index order (``Record.index``); error messages use these numbers. Opening a
+Error messages number the rows of a CSV file from 0 after its header, skipping blank lines (for index.csv
+this is ``Record.index``). Opening a
 dataset and listing its records is cheap (no torch, no per-row file access), so it can run at DAG-parse time.
 """
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 import os
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +47,9 @@ class DatasetError(ValueError):
 class Record:
     """One row of a dataset: an image and its labels.
 
-    Records listed by a Dataset build their Path fields on first access, because building hundreds of
-    thousands of Paths up front is too slow for DAG-parse time; callers see ordinary attributes.
+    Records listed by a Dataset parse ``image``, ``pixel_labels`` and ``image_labels`` from their index row on
+    first access (building hundreds of thousands of Paths up front is too slow at DAG-parse time); callers see
+    ordinary attributes, and a malformed label cell raises DatasetError at that first access.
 
     Attributes:
         index: 0-based row number in the dataset's full index.
@@ -66,48 +70,96 @@ class Record:
     image_labels: tuple[tuple[str, int], ...]
 
     def __getattr__(self, name: str) -> Any:
-        """Build ``image`` and ``pixel_labels`` of a deferred record; only reached while they are unset."""
-        if name not in ("image", "pixel_labels") or "_deferred" not in self.__dict__:
+        """Parse the deferred fields of a record made by a Dataset; only reached while they are unset."""
+        deferred = self.__dict__.get("_deferred") if name in _DEFERRED else None
+        if deferred is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        base, image, labels = self.__dict__.pop("_deferred")
-        self.__dict__["image"] = Path(base, image)
-        self.__dict__["pixel_labels"] = tuple((category, Path(base, png)) for category, png in labels)
+        layout, row = deferred
+        self.__dict__.update(layout.parse(self.index, row))
+        del self.__dict__["_deferred"]
         return self.__dict__[name]
 
 
-def _deferred_record(
-    index: int,
-    split: str,
-    sizes: tuple[tuple[int, int] | None, tuple[int, int] | None],
-    image_labels: tuple[tuple[str, int], ...],
-    base: str,
-    image: str,
-    labels: tuple[tuple[str, str], ...],
-) -> Record:
-    """A Record whose paths are joined from ``base`` and the relative ``image`` and ``labels`` when first read.
+_DEFERRED = ("image", "pixel_labels", "image_labels")
+Sizes = tuple[tuple[int, int] | None, tuple[int, int] | None]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the fields of a dataset's index rows are, shared by its deferred records.
+
+    Attributes:
+        source: the index file (or image folder), named in error messages.
+        base: folder the relative paths of the rows start from.
+        image: position of the image column.
+        categories: (position, name, pixel-level?) per category column.
+    """
+
+    source: Path
+    base: str
+    image: int
+    categories: tuple[tuple[int, str, bool], ...]
+
+    def where(self, index: int, row: list[str]) -> str:
+        """A row's description in error messages."""
+        return f"{self.source} row {index} ({row[self.image]})"
+
+    def parse(self, index: int, row: list[str]) -> dict[str, Any]:
+        """The image path and labels of a row.
+
+        Args:
+            index: row number.
+            row: raw cells.
+
+        Returns:
+            Values of ``image``, ``pixel_labels`` and ``image_labels``.
+        """
+        pixel: list[tuple[str, Path]] = []
+        image: list[tuple[str, int]] = []
+        for position, name, is_pixel in self.categories:
+            cell = row[position]
+            if not cell:
+                continue
+            if is_pixel and _png_names(cell):
+                pixel += [(name, Path(self.base, entry)) for entry in cell.split(";")]
+            elif not is_pixel and _concept_ids(cell):
+                image += [(name, int(entry)) for entry in cell.split(";")]
+            else:
+                expected = "PNG file names" if is_pixel else "concept ids >= 1"
+                raise DatasetError(f"{self.where(index, row)}, column {name}: expected {expected}, got {cell!r}")
+        return {"image": Path(self.base, row[self.image]), "pixel_labels": tuple(pixel), "image_labels": tuple(image)}
+
+
+def _deferred_record(index: int, split: str, sizes: Sizes, layout: _Layout, row: list[str]) -> Record:
+    """A Record whose image path and labels are parsed from ``row`` when first read.
 
     Args:
         index: row number.
         split: the row's split.
         sizes: (image_size, label_size).
-        image_labels: (category, concept id) pairs.
-        base: folder the relative paths start from.
-        image: relative image path.
-        labels: (category, relative PNG path) pairs.
+        layout: how to parse the row.
+        row: raw cells.
 
     Returns:
         The record.
     """
     record = object.__new__(Record)
     record.__dict__.update(
-        index=index,
-        split=split,
-        image_size=sizes[0],
-        label_size=sizes[1],
-        image_labels=image_labels,
-        _deferred=(base, image, labels),
+        index=index, split=split, image_size=sizes[0], label_size=sizes[1], _deferred=(layout, row)
     )
     return record
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic objects (it would rescan them often)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Dataset(ABC):
@@ -158,7 +210,7 @@ class Dataset(ABC):
         return records[:size]
 
     def digest(self, records: list[Record]) -> str:
-        """SHA-256 of the raw index cells of the given rows (paths relative to the root) and of the header.
+        """SHA-256 of the header and of the raw index cells of the given rows (paths relative to the root).
 
         Args:
             records: records of this dataset; only their ``index`` is used.
@@ -177,7 +229,8 @@ class Dataset(ABC):
     @cached_property
     def _records(self) -> list[Record]:
         """All records, built on first use."""
-        return self._build_records()
+        with _gc_paused():
+            return self._build_records()
 
     @abstractmethod
     def _build_records(self) -> list[Record]:
@@ -209,11 +262,11 @@ class BrodenDataset(Dataset):
         path = self.root / "label.csv"
         header, rows = _read_csv(path, ("number", "name"))
         column = {name: i for i, name in enumerate(header)}
-        ids = [_parse_int(row[column["number"]], f"{path} line {i + 2}, column number") for i, row in enumerate(rows)]
+        ids = [_parse_int(row[column["number"]], f"{path} row {i}, column number") for i, row in enumerate(rows)]
         seen: set[int] = set()
         for i, cid in enumerate(ids):
             if cid < 1 or cid in seen:
-                raise DatasetError(f"{path} line {i + 2}: concept id {cid} is < 1 or repeated")
+                raise DatasetError(f"{path} row {i}: concept id {cid} is < 1 or repeated")
             seen.add(cid)
         if "category" in column:
             categories = [_primary_category(row[column["category"]]) for row in rows]
@@ -222,91 +275,59 @@ class BrodenDataset(Dataset):
             categories = [listed.get(cid, "") for cid in ids]
         if "" in categories:
             raise DatasetError(f"{path}: concept {ids[categories.index('')]} has no category")
-        table = pd.DataFrame({"id": np.array(ids, np.int64), "name": [row[column["name"]] for row in rows],
-                              "category": categories})
+        names = [row[column["name"]] for row in rows]
+        table = pd.DataFrame({"id": np.array(ids, np.int64), "name": names, "category": categories})
         return table.sort_values("id", kind="stable", ignore_index=True)
 
     def categories(self) -> list[tuple[str, str]]:
         """(category, kind) per category column; 'pixel' if any of its cells ends in .png, else 'image'."""
-        return list(self._kinds)
+        return [(name, "pixel" if is_pixel else "image") for _, name, is_pixel in self._layout.categories]
 
     @cached_property
-    def _kinds(self) -> list[tuple[str, str]]:
-        """Categories and their kinds, computed once."""
-        kinds = []
-        for column, name in enumerate(self._header):
+    def _layout(self) -> _Layout:
+        """Positions of the image and category columns, and the kind of every category."""
+        categories = []
+        for position, name in enumerate(self._header):
             if name not in INDEX_COLUMNS:
-                pixel = any(_is_png(row[column]) for row in self._rows)
-                kinds.append((name, "pixel" if pixel else "image"))
-        return kinds
+                is_pixel = any(map(_is_png, map(itemgetter(position), self._rows)))
+                categories.append((position, name, is_pixel))
+        return _Layout(self._source, str(self.root / "images"), self._header.index("image"), tuple(categories))
 
     def _build_records(self) -> list[Record]:
-        """Parse every row (sizes, label cells) into a Record."""
+        """A deferred Record per row, with its split and sizes."""
         position = {name: i for i, name in enumerate(self._header)}
-        columns = [(position[name], name, kind == "pixel") for name, kind in self._kinds]
-        base = str(self.root / "images")
-        image, split = position["image"], position["split"]
+        size_cells = itemgetter(*(position[name] for name in ("ih", "iw", "sh", "sw")))
+        split, layout = position["split"], self._layout
+        parsed: dict[tuple[str, ...], Sizes] = {}  # rows mostly share their size cells
         records = []
         for index, row in enumerate(self._rows):
-            sizes = self._size(index, row, position, "ih", "iw"), self._size(index, row, position, "sh", "sw")
-            pixel, image_level = self._labels(index, row, columns)
-            records.append(_deferred_record(index, row[split], sizes, image_level, base, row[image], pixel))
+            key = size_cells(row)
+            sizes = parsed.get(key) or parsed.setdefault(key, self._sizes(index, row, key))
+            records.append(_deferred_record(index, row[split], sizes, layout, row))
         return records
 
-    def _size(self, index: int, row: list[str], position: dict[str, int], *names: str) -> tuple[int, int] | None:
-        """(height, width) from two size columns; None when both are empty.
+    def _sizes(self, index: int, row: list[str], cells: tuple[str, ...]) -> Sizes:
+        """(ih, iw) and (sh, sw) of a row, each None when both its cells are empty.
 
         Args:
             index: row number.
             row: raw cells.
-            position: column position by name.
-            names: the height and width column names.
+            cells: the ih, iw, sh and sw cells.
 
         Returns:
-            The size, or None.
+            (image size, label size).
         """
-        cells = [row[position[name]] for name in names]
-        if not any(cells):
-            return None
-        try:
-            height, width = (int(cell) for cell in cells)
-        except ValueError:
-            height = width = 0
-        if height <= 0 or width <= 0:
-            raise DatasetError(
-                f"{self._where(index, row)}, columns {'/'.join(names)}: expected positive integers, got {cells}"
-            )
-        return height, width
-
-    def _labels(
-        self, index: int, row: list[str], columns: list[tuple[int, str, bool]]
-    ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, int], ...]]:
-        """Pixel-level (category, relative PNG) and image-level (category, concept id) labels of a row.
-
-        Args:
-            index: row number.
-            row: raw cells.
-            columns: (position, category, is pixel-level) per category column.
-
-        Returns:
-            (pixel labels, image labels).
-        """
-        pixel: list[tuple[str, str]] = []
-        image: list[tuple[str, int]] = []
-        for column, name, is_pixel in columns:
-            for entry in row[column].split(";") if row[column] else ():
-                if is_pixel and _is_png(entry):
-                    pixel.append((name, entry))
-                elif not is_pixel and entry.isdecimal() and int(entry) > 0:
-                    image.append((name, int(entry)))
-                elif entry:
-                    kind = "a PNG file name" if is_pixel else "a concept id >= 1"
-                    raise DatasetError(f"{self._where(index, row)}, column {name}: {entry!r} is not {kind}")
-        return tuple(pixel), tuple(image)
-
-    def _where(self, index: int, row: list[str]) -> str:
-        """A row's description in error messages."""
-        return f"{self._source} row {index} ({row[self._header.index('image')]})"
+        sizes = []
+        for names, pair in (("ih/iw", cells[:2]), ("sh/sw", cells[2:])):
+            if not any(pair):
+                sizes.append(None)
+                continue
+            values = [int(cell) if cell.strip().isdecimal() else 0 for cell in pair]
+            if min(values) <= 0:
+                where = self._layout.where(index, row)
+                raise DatasetError(f"{where}, columns {names}: expected positive integers, got {pair}")
+            sizes.append((values[0], values[1]))
+        return sizes[0], sizes[1]
 
     def _listed_categories(self) -> dict[int, str]:
         """Category of every concept listed by c_<category>.csv files (the most frequent, then the first).
@@ -314,7 +335,7 @@ class BrodenDataset(Dataset):
         Files of index categories come first, in column order, then the other c_*.csv files by name.
         """
         files = {path.name[2:-4]: path for path in self.root.glob("c_*.csv")}
-        order = [name for name, _ in self._kinds if name in files]
+        order = [name for _, name, _ in self._layout.categories if name in files]
         order += sorted(set(files) - set(order))
         best: dict[int, tuple[int, str]] = {}
         for category in order:
@@ -322,7 +343,7 @@ class BrodenDataset(Dataset):
             number = header.index("number")
             frequency = header.index("frequency") if "frequency" in header else None
             for i, row in enumerate(rows):
-                where = f"{files[category]} line {i + 2}"
+                where = f"{files[category]} row {i}"
                 cid = _parse_int(row[number], where)
                 count = _parse_int(row[frequency], where) if frequency is not None and row[frequency] else 0
                 if cid not in best or count > best[cid][0]:
@@ -351,9 +372,9 @@ class ImageFolderDataset(Dataset):
         return []
 
     def _build_records(self) -> list[Record]:
-        """One record per listed image."""
-        base = str(self.root)
-        return [_deferred_record(i, "", (None, None), (), base, row[0], ()) for i, row in enumerate(self._rows)]
+        """A deferred Record per listed image."""
+        layout = _Layout(self._source, str(self.root), 0, ())
+        return [_deferred_record(i, "", (None, None), layout, row) for i, row in enumerate(self._rows)]
 
 
 def open_dataset(kind: str, root: str | Path) -> Dataset:
@@ -416,17 +437,10 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[li
         (header, rows); blank lines are skipped.
     """
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f, _gc_paused():
             reader = csv.reader(f)
             header = [name.strip() for name in next(reader, [])]
-            rows = []
-            for row in reader:
-                if len(row) != len(header) and row:
-                    raise DatasetError(
-                        f"{path} line {reader.line_num}: {len(row)} fields, but the header has {len(header)}"
-                    )
-                if row:
-                    rows.append(row)
+            rows = [row for row in reader if row]
     except OSError as err:
         raise DatasetError(f"cannot read {path}: {err.strerror or err}") from err
     except (csv.Error, UnicodeDecodeError) as err:
@@ -436,6 +450,9 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[li
         raise DatasetError(f"{path}: header lacks column(s) {', '.join(missing)} (header: {','.join(header)})")
     if "" in header or len(set(header)) != len(header):
         raise DatasetError(f"{path}: header has empty or repeated column names: {','.join(header)}")
+    if set(map(len, rows)) - {len(header)}:
+        bad = next(i for i, row in enumerate(rows) if len(row) != len(header))
+        raise DatasetError(f"{path} row {bad}: {len(rows[bad])} fields, but the header has {len(header)}")
     return header, rows
 
 
@@ -450,6 +467,19 @@ def _parse_int(text: str, where: str) -> int:
 def _is_png(name: str) -> bool:
     """Whether a file name ends in .png (any case)."""
     return name[-4:].lower() == ".png"
+
+
+def _png_names(cell: str) -> bool:
+    """Whether every ';'-separated entry of a cell ends in .png (any case)."""
+    if cell.endswith(".png") and cell.count(";") == cell.count(".png;"):  # the common case, without a loop
+        return True
+    return all(map(_is_png, cell.split(";")))
+
+
+def _concept_ids(cell: str) -> bool:
+    """Whether every ';'-separated entry of a cell is a decimal integer >= 1."""
+    entries = cell.split(";")
+    return all(map(str.isdecimal, entries)) and all(map(int, entries))
 
 
 def _primary_category(cell: str) -> str:

@@ -22,6 +22,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .errors import NetdissectError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -29,7 +31,7 @@ _CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net")
 _SHOWN = 5  # how many keys of each kind an error message lists
 
 
-class ModelError(ValueError):
+class ModelError(NetdissectError):
     """Bad model configuration; names the key, file or layer at fault."""
 
 

@@ -1,0 +1,101 @@
+"""The whole workflow through snakemake on tiny configurations: results, brute-force agreement, reruns."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from netdissect.upsample import upsample
+
+pytestmark = pytest.mark.workflow
+RANDOM_MODEL = {"model": {"weights": None, "random_init": True}}
+
+
+def read_store(path, name):
+    return zarr.open_group(str(path), mode="r")[name][:]
+
+
+def brute_force_layer(results, layer, quantile):
+    """Thresholds and IoU of a layer recomputed from its stores by full upsampling and sorting."""
+    chunks = sorted((results / "activations" / layer).glob("*.zarr"))
+    acts = np.concatenate([read_store(c, "activations").astype(np.float32) for c in chunks])
+    segs = [results / "segment" / c.name for c in chunks]
+    labels = [read_store(s, "labels") for s in segs]
+    planes = max(x.shape[1] for x in labels)
+    labels = np.concatenate([np.pad(x, ((0, 0), (0, planes - x.shape[1]), (0, 0), (0, 0))) for x in labels])
+    image_labels = [read_store(s, "image_labels") for s in segs]
+    width = max(x.shape[1] for x in image_labels)
+    image_labels = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1]))) for x in image_labels])
+    up = upsample(acts, labels.shape[-2:])
+    values = up.transpose(1, 0, 2, 3).reshape(acts.shape[1], -1)
+    k = int(round(quantile * values.shape[1] * 1e6)) // 1_000_000
+    t = -np.sort(-values, axis=1)[:, k]
+    active = up > t[None, :, None, None]
+    concepts = pd.read_csv(results / "concepts.csv", keep_default_na=False)
+    iou = np.zeros((acts.shape[1], len(concepts)))
+    for j, cid in enumerate(concepts["id"]):
+        mask = (labels == cid).any(1) | (image_labels == cid).any(1)[:, None, None]
+        inter = (active & mask[:, None]).sum((0, 2, 3))
+        union = active.sum((0, 2, 3)) + mask.sum() - inter
+        iou[:, j] = np.where(union > 0, inter / np.maximum(union, 1), 0)
+    return t, iou
+
+
+def test_tiny_run_matches_brute_force_and_reruns_nothing(workflow_factory):
+    wf = workflow_factory()
+    wf.run()
+    results = wf.results
+    concepts = pd.read_csv(results / "concepts.csv", keep_default_na=False)
+    assert list(concepts.columns) == ["id", "name", "category"]
+    for layer in ("conv3", "conv4"):
+        units = pd.read_csv(results / "dissect" / layer / "units.csv", keep_default_na=False)
+        assert {"unit", "label", "category", "iou", "threshold", "detector"} <= set(units.columns)
+        t, iou = brute_force_layer(results, layer, 0.01)
+        np.testing.assert_array_equal(units["threshold"].to_numpy(np.float32), t.astype(np.float32))
+        stored = read_store(results / "dissect" / layer / "tally.zarr", "iou")
+        np.testing.assert_allclose(stored, iou, rtol=1e-6, atol=1e-7)
+        best = iou.argmax(1)
+        named = np.where(iou.max(1) > 0, concepts["name"].to_numpy()[best], "")
+        assert list(units["label"]) == list(named)
+        assert (results / "dissect" / layer / "detectors.png").stat().st_size > 1000
+    assert (results / "summary.csv").exists()
+    assert wf.dry_run_jobs() == {}
+
+
+def test_results_identical_for_chunk_sizes_and_cores(workflow_factory):
+    tables = []
+    for name, chunk_size, cores in (("a", 50, 1), ("b", 17, 2), ("c", 7, 2)):
+        wf = workflow_factory({**RANDOM_MODEL, "chunk_size": chunk_size}, name=name)
+        wf.run(cores=cores)
+        tables.append(
+            {
+                layer: (wf.results / "dissect" / layer / "units.csv").read_bytes()
+                + read_store(wf.results / "dissect" / layer / "tally.zarr", "intersection").tobytes()
+                for layer in ("conv3", "conv4")
+            }
+        )
+    assert tables[0] == tables[1] == tables[2]
+
+
+def test_incremental_reruns(workflow_factory):
+    wf = workflow_factory({**RANDOM_MODEL, "dataset": {"size": 40}, "model": {**RANDOM_MODEL["model"], "layers": ["conv3"]}})
+    wf.run()
+    base = wf.config
+
+    wf.set_config({**base, "iou_threshold": 0.1})
+    assert wf.dry_run_jobs() == {"label_units": 1, "layer_figure": 1, "summary": 1, "all": 1}
+
+    wf.set_config({**base, "quantile": 0.02})
+    jobs = wf.dry_run_jobs()
+    assert jobs["threshold_coarse"] == 1 and jobs["tally_chunk"] == 2 and jobs["threshold_refine_chunk"] == 2
+    assert not {"activations", "activations_layer", "segment_chunk", "threshold_coarse_chunk"} & set(jobs)
+
+    wf.set_config({**base, "model": {**base["model"], "layers": ["conv3", "conv2"]}})
+    jobs = wf.dry_run_jobs()
+    assert jobs["activations"] == 2 and jobs["tally"] == 1 and jobs["label_units"] == 1
+    assert "segment_chunk" not in jobs and "activations_layer" not in jobs
+
+    wf.set_config({**base, "dataset": {**base["dataset"], "size": 50}})  # rows 40-49 form a new chunk
+    jobs = wf.dry_run_jobs()
+    assert jobs["activations"] == 1 and jobs["segment_chunk"] == 1 and jobs["threshold_coarse_chunk"] == 1
