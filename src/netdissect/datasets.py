@@ -76,12 +76,12 @@ class Record:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         layout, row = deferred
         self.__dict__.update(layout.parse(self.index, row))
-        del self.__dict__["_deferred"]
+        self.__dict__.pop("_deferred", None)  # another thread may have parsed it too
         return self.__dict__[name]
 
 
 _DEFERRED = ("image", "pixel_labels", "image_labels")
-Sizes = tuple[tuple[int, int] | None, tuple[int, int] | None]
+_Sizes = tuple[tuple[int, int] | None, tuple[int, int] | None]
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class _Layout:
         return {"image": Path(self.base, row[self.image]), "pixel_labels": tuple(pixel), "image_labels": tuple(image)}
 
 
-def _deferred_record(index: int, split: str, sizes: Sizes, layout: _Layout, row: list[str]) -> Record:
+def _deferred_record(index: int, split: str, sizes: _Sizes, layout: _Layout, row: list[str]) -> Record:
     """A Record whose image path and labels are parsed from ``row`` when first read.
 
     Args:
@@ -298,7 +298,7 @@ class BrodenDataset(Dataset):
         position = {name: i for i, name in enumerate(self._header)}
         size_cells = itemgetter(*(position[name] for name in ("ih", "iw", "sh", "sw")))
         split, layout = position["split"], self._layout
-        parsed: dict[tuple[str, ...], Sizes] = {}  # rows mostly share their size cells
+        parsed: dict[tuple[str, ...], _Sizes] = {}  # rows mostly share their size cells
         records = []
         for index, row in enumerate(self._rows):
             key = size_cells(row)
@@ -306,7 +306,7 @@ class BrodenDataset(Dataset):
             records.append(_deferred_record(index, row[split], sizes, layout, row))
         return records
 
-    def _sizes(self, index: int, row: list[str], cells: tuple[str, ...]) -> Sizes:
+    def _sizes(self, index: int, row: list[str], cells: tuple[str, ...]) -> _Sizes:
         """(ih, iw) and (sh, sw) of a row, each None when both its cells are empty.
 
         Args:
