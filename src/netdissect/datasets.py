@@ -33,13 +33,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .errors import NetdissectError
+
 KINDS = ("broden", "imagefolder")
 INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _COUNTED = re.compile(r"(.*)\((\d+)\)")  # 'object(1234)' in label.csv's category column
 
 
-class DatasetError(ValueError):
+class DatasetError(NetdissectError):
     """Bad dataset input; the message names the file, row or column at fault."""
 
 
