@@ -19,6 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from .cellscan import Columns, count_above, values_between
 from .upsample import Geometry, cell_bounds, cell_pixel_values, corner_values
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
@@ -163,17 +164,20 @@ def bin_of(values: np.ndarray, lo: np.ndarray, scale: np.ndarray, nbins: int) ->
 
 
 def histogram_between(
-    acts: np.ndarray, geom: Geometry, lo: np.ndarray, hi: np.ndarray, nbins: int, batch: int = 4096
+    acts: np.ndarray, geom: Geometry, lo: np.ndarray, hi: np.ndarray, nbins: int, stride: int = 1, batch: int = 4096
 ) -> Histogram:
-    """Rounds 2 and 3: exact counts of upsampled values above hi, and binned (or exact) inside (lo, hi].
+    """Counts of upsampled values above hi, and binned (or exact) inside (lo, hi].
 
     Only cells whose bounds reach into (lo, hi] get per-pixel values; cells wholly above hi count whole.
+    With stride > 1 only every stride-th row and column of a cell is evaluated and counts are scaled up:
+    an estimate, used to choose a narrow interval cheaply.
 
     Args:
         acts: (n, U, h, w) float32 activations.
         geom: the upsampling geometry.
         lo, hi: (U,) float32 interval per unit.
         nbins: bins per unit, or EXACT to keep exact values.
+        stride: 1 for exact counts, more to sample.
         batch: number of cells evaluated at once (bounds memory).
 
     Returns:
@@ -183,21 +187,57 @@ def histogram_between(
     corners = corner_values(acts, geom)  # (n, U, G, 4)
     clo, chi = cell_bounds(corners)
     whole = clo > hi[None, :, None]
-    above = (whole * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.int64)
+    above = (whole * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.float64)
     img, unit, cell = np.nonzero(~whole & (chi > lo[None, :, None]))
     scale = bin_scale(lo, hi, nbins) if nbins else None
-    units, bins = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    units, bins, weights = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     for start in range(0, len(img), batch):
         u, g = unit[start : start + batch], cell[start : start + batch]
-        values = cell_pixel_values(corners[img[start : start + batch], u, g], g, geom)
-        hi_u = hi[u][:, None]
-        above += np.bincount(u, weights=(values > hi_u).sum(1), minlength=num_units).astype(np.int64)
-        rows, cols = np.nonzero((values > lo[u][:, None]) & (values <= hi_u))
-        inside, uu = values[rows, cols], u[rows]
+        item_corners = corners[img[start : start + batch], u, g]
+        if stride > 1:
+            values = cell_pixel_values(item_corners, g, geom, stride)
+            weight = geom.npix[g] / np.maximum((values == values).sum(1), 1)
+            above += np.bincount(u, weights=(values > hi[u][:, None]).sum(1) * weight, minlength=num_units)
+            rows, cols = np.nonzero((values > lo[u][:, None]) & (values <= hi[u][:, None]))
+            item, inside, w = rows, values[rows, cols], weight[rows]
+        else:
+            columns = Columns.of(item_corners, g, geom)
+            above += np.bincount(u, weights=count_above(columns, geom, hi[u]), minlength=num_units)
+            item, inside = values_between(columns, geom, lo[u], hi[u])
+            w = np.ones(len(item))
+        uu = u[item]
         units.append(uu)
         bins.append(bin_of(inside, lo[uu], scale[uu], nbins) if nbins else float_keys(inside))
-    u, b, c = _sparse_counts(np.concatenate(units), np.concatenate(bins), None, num_units, nbins)
-    return Histogram(n * geom.target[0] * geom.target[1], above, u, b, c, nbins)
+        weights.append(w)
+    u, b, c = _sparse_counts(np.concatenate(units), np.concatenate(bins), np.concatenate(weights), num_units, nbins)
+    return Histogram(n * geom.target[0] * geom.target[1], np.rint(above).astype(np.int64), u, b, c, nbins)
+
+
+def estimated_bracket(
+    state: Histogram, lo: np.ndarray, hi: np.ndarray, k: int, slack: float, floor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A narrow interval expected to hold the (k+1)-th largest value, from a sampled histogram over (lo, hi].
+
+    The interval runs from where about k(1 + slack) + floor values are estimated above to where about
+    k(1 - slack) - floor are; the exact round after it verifies that it holds the value.
+
+    Returns:
+        (lo, hi) float32 per unit, inside the given interval.
+    """
+    counts = np.zeros((len(lo), state.nbins))
+    np.add.at(counts, (state.unit, state.bin), state.count)
+    at_or_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1] + state.above[:, None]
+    beyond = at_or_above - counts  # values above each bin
+    k_low, k_high = k * (1 - slack) - floor, k * (1 + slack) + floor
+    top_ok = beyond <= k_low
+    hi_bin = np.where(top_ok.any(1), np.argmax(top_ok, axis=1), -1)
+    low_ok = at_or_above >= k_high + 1
+    lo_bin = np.where(low_ok.any(1), state.nbins - 1 - np.argmax(low_ok[:, ::-1], axis=1), -1)
+    hi_edge = key_floats(_first_key_in_bin(lo, hi, hi_bin + 1, state.nbins) - 1)
+    lo_edge = key_floats(_first_key_in_bin(lo, hi, np.maximum(lo_bin, 0), state.nbins) - 1)
+    new_hi = np.where((hi_bin >= 0) & (state.above <= k_low), hi_edge, hi)
+    new_lo = np.where(lo_bin >= 0, lo_edge, lo)
+    return np.minimum(new_lo, new_hi), new_hi
 
 
 def _first_bin_reaching(state: Histogram, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .upsample import Geometry, cell_bounds, cell_pixel_values, corner_values, geometry
+from .cellscan import Columns, pixels_above
+from .upsample import Geometry, cell_bounds, corner_values, geometry
 
 DENSE_LIMIT = 1 << 25  # largest (image, cell, concept) table counted densely
 
@@ -139,11 +140,10 @@ def tally_chunk(
     img, unit, cell = np.nonzero(~whole & (hi > t))
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
-        above = cell_pixel_values(corners[i, u, g], g, geom) > thresholds[u][:, None]
-        np.add.at(active, (i, u), above.sum(1))
-        rows, pos = np.nonzero(above)
-        pix_labels = flat_labels[i[rows], :, geom.pixels[g[rows], pos]]  # (m, P)
-        keys = (u[rows][:, None] * size + pix_labels)[pix_labels > 0]
+        item, pixel = pixels_above(Columns.of(corners[i, u, g], g, geom), geom, thresholds[u])
+        np.add.at(active, (i, u), np.bincount(item, minlength=len(g)))
+        pix_labels = flat_labels[i[item], :, pixel]  # (m, P)
+        keys = (u[item][:, None] * size + pix_labels)[pix_labels > 0]
         hits += np.bincount(keys, minlength=hits.size)
     intersection = hits.reshape(num_units, size)
 

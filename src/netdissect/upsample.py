@@ -153,19 +153,22 @@ def cell_bounds(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo - margin, hi + margin
 
 
-def cell_pixel_values(corners: np.ndarray, cells: np.ndarray, geom: Geometry) -> np.ndarray:
+def cell_pixel_values(corners: np.ndarray, cells: np.ndarray, geom: Geometry, stride: int = 1) -> np.ndarray:
     """Exact float32 upsampled values of the pixels of chosen cells.
 
     Args:
         corners: (K, 4) corner values of K (image, unit, cell) items.
         cells: (K,) the cell index of each item.
         geom: the geometry.
+        stride: evaluate every stride-th row and column only (from the middle of the first stride).
 
     Returns:
-        (K, R*Q) float32 values laid out like ``geom.pixels[cells]`` (padding positions hold NaN).
+        (K, R*Q) float32 values laid out like ``geom.pixels[cells]`` (padding positions hold NaN); with
+        stride > 1, (K, r*q) values of the sampled rows and columns.
     """
-    cw = geom.col_weights[cells]  # (K, Q, 2)
-    rw = geom.row_weights[cells]  # (K, R, 2)
+    offset = stride // 2
+    cw = geom.col_weights[cells][:, offset::stride]  # (K, Q, 2)
+    rw = geom.row_weights[cells][:, offset::stride]  # (K, R, 2)
     top = cw[:, :, 0] * corners[:, 0:1] + cw[:, :, 1] * corners[:, 1:2]  # (K, Q)
     bottom = cw[:, :, 0] * corners[:, 2:3] + cw[:, :, 1] * corners[:, 3:4]
     values = rw[:, :, 0:1] * top[:, None, :] + rw[:, :, 1:2] * bottom[:, None, :]  # (K, R, Q)

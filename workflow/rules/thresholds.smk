@@ -1,5 +1,5 @@
-# Threshold stage: three rounds of per-chunk histograms and reduces give each unit's exact top-q level.
-# Round-1 chunk states do not depend on the quantile; the reduces and later rounds do.
+# Threshold stage: rounds of per-chunk histograms and reduces give each unit's exact top-q level
+# (see src/netdissect/stages/thresholds.py). Round-1 chunk states do not depend on the quantile.
 
 
 rule threshold_coarse_chunk:
@@ -25,6 +25,7 @@ rule threshold_coarse:
         bracket=f"{RUN}/thresholds/{{layer}}/coarse.npz",
     params:
         quantile=config["quantile"],
+        label_size=PLAN.label_size,
     log:
         f"{RUN}/logs/thresholds/{{layer}}/coarse.log",
     resources:
@@ -34,10 +35,14 @@ rule threshold_coarse:
         SCRIPT
 
 
-for _round, _bracket, _nbins, _reduce, _reduced in (
-    ("refine", "coarse.npz", 4096, "threshold_refine", f"{RUN}/thresholds/{{layer}}/refine.npz"),
-    ("exact", "refine.npz", 0, "thresholds", f"{RUN}/dissect/{{layer}}/thresholds.csv"),
-):
+# (round, bracket it reads, bins, stride, reduce rule, reduce output)
+THRESHOLD_ROUNDS = (
+    ("sample", "coarse.npz", 4096, 4, "threshold_sample", f"{RUN}/thresholds/{{layer}}/sample.npz"),
+    ("refine", "sample.npz", 4096, 1, "threshold_refine", f"{RUN}/thresholds/{{layer}}/refine.npz"),
+    ("exact", "refine.npz", 0, 1, "thresholds", f"{RUN}/dissect/{{layer}}/thresholds.csv"),
+)
+
+for _round, _bracket, _nbins, _stride, _reduce, _reduced in THRESHOLD_ROUNDS:
 
     rule:
         name:
@@ -50,6 +55,7 @@ for _round, _bracket, _nbins, _reduce, _reduced in (
         params:
             label_size=PLAN.label_size,
             nbins=_nbins,
+            stride=_stride,
         log:
             f"{RUN}/logs/thresholds/{{layer}}/{_round}-{{chunk}}.log",
         resources:
@@ -64,8 +70,11 @@ for _round, _bracket, _nbins, _reduce, _reduced in (
         input:
             states=get_layer_chunks(f"{{run}}/thresholds/{{layer}}/{_round}/{{chunk}}.npz"),
             bracket=f"{RUN}/thresholds/{{layer}}/{_bracket}",
+            acts=get_layer_chunks("{run}/activations/{layer}/{chunk}.zarr") if _round == "refine" else [],
         output:
             **({"table": _reduced} if _round == "exact" else {"bracket": _reduced}),
+        params:
+            label_size=PLAN.label_size,
         log:
             f"{RUN}/logs/thresholds/{{layer}}/{_round}.log",
         resources:

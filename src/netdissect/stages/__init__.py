@@ -26,6 +26,8 @@ STAGES = {
     "activations_layer": "activations:activations_chunk",
     "threshold_coarse_chunk": "thresholds:coarse_chunk",
     "threshold_coarse": "thresholds:coarse_reduce",
+    "threshold_sample_chunk": "thresholds:refine_chunk",
+    "threshold_sample": "thresholds:sample_reduce",
     "threshold_refine_chunk": "thresholds:refine_chunk",
     "threshold_refine": "thresholds:refine_reduce",
     "threshold_exact_chunk": "thresholds:refine_chunk",

@@ -1,6 +1,10 @@
-"""Threshold stage: three rounds of per-chunk histograms and reduces give every unit's exact top-q level.
+"""Threshold stage: rounds of per-chunk histograms and reduces give every unit's exact top-q level.
 
-Round 1 (coarse) histograms do not depend on q, so changing ``quantile`` reruns from the first reduce on.
+1. coarse: cell-bound histograms bracket t without per-pixel work (independent of q);
+2. sample: values on a sub-grid of the bracketing cells estimate a narrow interval around t;
+3. refine: exact counts verify the interval (units it misses are recomputed from the coarse bracket by
+   the reduce itself, reading the activation stores) and narrow it to one of 4096 bins;
+4. exact: the distinct values of that bin give t.
 """
 from __future__ import annotations
 
@@ -10,13 +14,15 @@ import numpy as np
 import pandas as pd
 
 from .. import quantile as Q
-from ..provenance import record
 from ..stores import load_state, open_group, provenance, require_same, save_state, write_csv
 from ..upsample import geometry
 from . import StageError
 
 log = logging.getLogger("netdissect.thresholds")
 BATCH_IMAGES = 64  # images per in-memory batch inside a chunk
+SAMPLE_SLACK = 0.25  # the sampled interval spans ranks k(1 -+ slack) ...
+SAMPLE_FLOOR_IMAGES = 2  # ... widened by this many images' worth of pixels
+SAMPLE_STRIDE = 4  # round 2 evaluates every 4th row and column of a cell
 
 
 def _batches(store_path: str):
@@ -30,6 +36,10 @@ def _batches(store_path: str):
 def _geometry(store_path: str, label_size):
     shape = open_group(store_path)["activations"].shape
     return geometry(shape[2], shape[3], *label_size)
+
+
+def _pixels(job) -> int:
+    return int(job.params.label_size[0]) * int(job.params.label_size[1])
 
 
 def _pack(hist: Q.Histogram, prefix: str) -> dict[str, np.ndarray]:
@@ -84,39 +94,68 @@ def coarse_reduce(job) -> None:
     upper = Q.merge([_unpack(a, "upper_") for a, _ in states])
     k = Q.target_rank(job.params.quantile, lower.total)
     lo, hi = Q.bracket_from_coarse(lower, upper, k)
-    save_state(job.output.bracket, {"lo": lo, "hi": hi}, {"k": k, "total": lower.total, "quantile": job.params.quantile})
+    images = sum(int(a["lower_meta"][0]) for a, _ in states) // _pixels(job)
+    meta = {"k": k, "total": lower.total, "quantile": job.params.quantile, "images": images}
+    save_state(job.output.bracket, {"lo": lo, "hi": hi}, meta)
 
 
 def refine_chunk(job) -> None:
-    """Rounds 2 and 3 for one chunk: exact counts above the bracket and a histogram inside it."""
+    """Rounds 2-4 for one chunk: counts above the bracket and a histogram inside it (sampled in round 2)."""
     bracket, _ = load_state(job.input.bracket)
     geom = _geometry(job.input.acts, job.params.label_size)
-    nbins = job.params.nbins
-    parts = [Q.histogram_between(a, geom, bracket["lo"], bracket["hi"], nbins) for a in _batches(job.input.acts)]
+    lo, hi, nbins, stride = bracket["lo"], bracket["hi"], job.params.nbins, job.params.stride
+    parts = [Q.histogram_between(a, geom, lo, hi, nbins, stride) for a in _batches(job.input.acts)]
     save_state(job.output.state, _pack(Q.merge(parts), ""), _chunk_meta(job.input.acts))
 
 
-def _narrowed(job) -> tuple[np.ndarray, np.ndarray, dict, Q.Histogram]:
+def sample_reduce(job) -> None:
+    """Merge round 2 and choose a narrow interval around each threshold."""
+    bracket, meta = load_state(job.input.bracket)
+    state = Q.merge([_unpack(a, "") for a, _ in _load_all(job.input.states)])
+    floor = SAMPLE_FLOOR_IMAGES * state.total // max(meta["images"], 1)
+    lo, hi = Q.estimated_bracket(state, bracket["lo"], bracket["hi"], meta["k"], SAMPLE_SLACK, floor)
+    save_state(job.output.bracket, {"lo": lo, "hi": hi, "coarse_lo": bracket["lo"], "coarse_hi": bracket["hi"]}, meta)
+
+
+def _merged(job) -> tuple[dict, dict, Q.Histogram]:
     bracket, meta = load_state(job.input.bracket)
     state = Q.merge([_unpack(a, "") for a, _ in _load_all(job.input.states)])
     if state.total != meta["total"]:
-        raise StageError(f"chunk states cover {state.total} values per unit but the bracket {job.input.bracket} {meta['total']}")
-    bad = Q.check_bracket(state, meta["k"])
-    if len(bad):
-        raise StageError(f"internal error: threshold bracket misses units {bad[:10].tolist()}")
-    lo, hi = Q.narrow(state, bracket["lo"], bracket["hi"], meta["k"])
-    return lo, hi, meta, state
+        raise StageError(f"chunk states cover {state.total} values per unit but {job.input.bracket} {meta['total']}")
+    return bracket, meta, state
+
+
+def _rescan(acts_paths: list[str], units: np.ndarray, lo: np.ndarray, hi: np.ndarray, label_size) -> Q.Histogram:
+    """Exact 4096-bin histogram of some units over (lo, hi], read from every activation chunk."""
+    parts = []
+    for path in acts_paths:
+        geom = _geometry(path, label_size)
+        parts += [Q.histogram_between(a[:, units], geom, lo, hi, Q.REFINE_BINS) for a in _batches(path)]
+    return Q.merge(parts)
 
 
 def refine_reduce(job) -> None:
-    """Merge round 2 and narrow each bracket to one bin."""
-    lo, hi, meta, _ = _narrowed(job)
-    save_state(job.output.bracket, {"lo": lo, "hi": hi}, {k: meta[k] for k in ("k", "total", "quantile")})
+    """Merge round 3, verify the sampled intervals (rescanning units they miss) and narrow them to one bin."""
+    bracket, meta, state = _merged(job)
+    k = meta["k"]
+    lo, hi = Q.narrow(state, bracket["lo"], bracket["hi"], k)
+    missed = Q.check_bracket(state, k)
+    if len(missed):
+        log.info("sampled interval missed %d units; rescanning them: %s", len(missed), missed[:20].tolist())
+        coarse_lo, coarse_hi = bracket["coarse_lo"][missed], bracket["coarse_hi"][missed]
+        rescan = _rescan(job.input.acts, missed, coarse_lo, coarse_hi, job.params.label_size)
+        if len(Q.check_bracket(rescan, k)):
+            raise StageError(f"internal error: coarse threshold bracket misses units of {job.input.bracket}")
+        lo[missed], hi[missed] = Q.narrow(rescan, coarse_lo, coarse_hi, k)
+    save_state(job.output.bracket, {"lo": lo, "hi": hi}, meta | {"rescanned": missed})
 
 
 def exact_reduce(job) -> None:
     """Merge round 3: the exact thresholds, written as a table."""
-    _, t, meta, state = _narrowed(job)
+    bracket, meta, state = _merged(job)
+    if len(Q.check_bracket(state, meta["k"])):
+        raise StageError(f"internal error: threshold bracket misses units of {job.input.bracket}")
+    _, t = Q.narrow(state, bracket["lo"], bracket["hi"], meta["k"])
     table = pd.DataFrame(
         {
             "unit": np.arange(len(t)),
