@@ -1,0 +1,93 @@
+"""A planted model on a Broden-format folder written here: units built to indicate chosen concepts are recovered."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.workflow
+
+PLANTED_MODEL = '''
+import torch
+from torch import nn
+
+
+class Indicators(nn.Module):
+    """Unit 0 fires on red pixels, unit 1 on green ones (graded so values never tie), unit 2 is dead."""
+
+    def forward(self, x):
+        pooled = nn.functional.avg_pool2d(x[:, :2], 2)
+        ramp = torch.linspace(1.0, 1.1, pooled.shape[-1] * pooled.shape[-2]).view(1, 1, *pooled.shape[-2:])
+        return torch.cat([pooled * ramp, torch.zeros_like(pooled[:, :1])], 1)
+
+
+class Planted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.units = Indicators()
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.units(x).mean((2, 3)))
+
+
+def planted():
+    return Planted()
+'''
+
+
+def write_broden(root, n=24, side=32, seed=0):
+    """Images with a red 8x8 square (object 'square') and a green 8x8 square (material 'paint')."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    rows = []
+    half = side // 2
+    for i in range(n):
+        image = np.zeros((side, side, 3), np.uint8)
+        obj = np.zeros((half, half), np.uint16)
+        mat = np.zeros((half, half), np.uint16)
+        (ay, ax), (by, bx) = rng.integers(0, 4, 2) * 4, rng.integers(0, 4, 2) * 4 + [0, 0]
+        while abs(int(ay) - int(by)) < 4 and abs(int(ax) - int(bx)) < 4:
+            by, bx = rng.integers(0, 4, 2) * 4
+        image[2 * ay : 2 * ay + 8, 2 * ax : 2 * ax + 8, 0] = 255
+        image[2 * by : 2 * by + 8, 2 * bx : 2 * bx + 8, 1] = 255
+        obj[ay : ay + 4, ax : ax + 4] = 1
+        mat[by : by + 4, bx : bx + 4] = 258  # id > 255 exercises label = R + 256 * G
+        Image.fromarray(image).save(root / "images" / f"{i}.png")
+        for name, plane in (("obj", obj), ("mat", mat)):
+            rgb = np.stack([plane % 256, plane // 256, np.zeros_like(plane)], -1).astype(np.uint8)
+            Image.fromarray(rgb).save(root / "images" / f"{i}_{name}.png")
+        rows.append(f"{i}.png,{'train' if i % 4 else 'val'},{side},{side},{half},{half},{i}_obj.png,{i}_mat.png,{3 + i % 2}")
+    (root / "index.csv").write_text("image,split,ih,iw,sh,sw,object,material,scene\n" + "\n".join(rows) + "\n")
+    (root / "label.csv").write_text(
+        "number,name,category,frequency,coverage,syns\n1,square,object(24),24,0,\n3,indoor,scene(12),12,0,\n"
+        "4,outdoor,scene(12),12,0,\n258,paint,material(24),24,0,\n"
+    )
+
+
+def test_planted_units_are_recovered(workflow_factory, tmp_path):
+    root = tmp_path / "broden"
+    write_broden(root)
+    model_file = tmp_path / "planted.py"
+    model_file.write_text(PLANTED_MODEL)
+    wf = workflow_factory(
+        {
+            "dataset": {"kind": "broden", "root": str(root), "split": None},
+            "model": {"name": None, "factory": f"{model_file}:planted", "weights": None, "random_init": True,
+                      "layers": ["units"], "normalize": "none"},
+            "segmenter": {"kind": "dataset"},
+            "quantile": 16 / 256,
+            "chunk_size": 10,
+        }
+    )
+    wf.run()
+    units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv", keep_default_na=False)
+    assert list(units["label"]) == ["square", "paint", ""]
+    assert list(units["category"]) == ["object", "material", ""]
+    np.testing.assert_allclose(units["iou"], [1.0, 1.0, 0.0])
+    assert list(units["detector"]) == [True, True, False]
+    thresholds = pd.read_csv(wf.results / "dissect" / "units" / "thresholds.csv")
+    assert list(thresholds["above"]) == [16 * 24, 16 * 24, 0]
+    concepts = pd.read_csv(wf.results / "concepts.csv", keep_default_na=False)
+    assert list(concepts["id"]) == [1, 3, 4, 258]
