@@ -91,7 +91,8 @@ def test_unknown_target_ids_rejected() -> None:
 def test_predict_labels_maps_classes_to_ids() -> None:
     model = SegNet({"color": 3, "object": 2}, {"kind": 3}, width=8)
     with torch.no_grad():
-        for head, best in ((model.pixel_heads["color"], 2), (model.pixel_heads["object"], 1), (model.image_heads["kind"], 1)):
+        heads = model.pixel_heads["color"], model.pixel_heads["object"], model.image_heads["kind"]
+        for head, best in zip(heads, (2, 1, 1)):
             head.weight.zero_()
             head.bias.zero_()
             head.bias[best] = 1.0
@@ -133,7 +134,9 @@ def test_segmentation_scores_by_hand() -> None:
 
 def test_torchvision_segmenter_from_state_dict(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    source = torchvision.models.get_model("lraspp_mobilenet_v3_large", weights=None, weights_backbone=None, num_classes=21)
+    source = torchvision.models.get_model(
+        "lraspp_mobilenet_v3_large", weights=None, weights_backbone=None, num_classes=21
+    )
     path = tmp_path / "lraspp.pt"
     torch.save(source.state_dict(), path)
     model = build_torchvision_segmenter("lraspp_mobilenet_v3_large", str(path))

@@ -18,7 +18,11 @@ from .models import preprocess
 
 def _stage(cin: int, cout: int, pool: bool) -> nn.Sequential:
     """Conv3x3-BN-ReLU, optionally followed by 2x2 max pooling."""
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -160,7 +164,7 @@ def train_classifier(
         epochs: passes over the training set.
         batch_size: images per step.
         lr: peak learning rate.
-        seed: seed of initialisation, shuffles and augmentation.
+        seed: seed of initialisation, shuffles and augmentation (same seed and threads: same weights).
         threads: torch CPU threads while training.
         augment: flip images horizontally at random.
         log: receives one progress line per epoch.

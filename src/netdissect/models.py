@@ -263,7 +263,11 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     if missing or unexpected or shapes:
         parts = [
             f"{label} ({len(keys)}): {_listed(keys)}"
-            for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", shapes),
+            )
             if keys
         ]
         raise ModelError(f"weights file {source} does not match the model: " + "; ".join(parts))

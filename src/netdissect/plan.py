@@ -157,6 +157,15 @@ def _scaled(label: tuple[int, int], image: tuple[int, int], target_image: tuple[
     )
 
 
+def missing_files(cfg: dict) -> list[str]:
+    """Missing image and label files of the selected rows (file lookups only; the synthetic world has none)."""
+    if cfg["dataset"]["kind"] == "synthetic":
+        return []
+    from .datasets import check_files
+
+    return check_files(open_source(source_spec(cfg)).records(cfg["dataset"]["split"], cfg["dataset"]["size"]))
+
+
 def chunk_records(spec: dict, start: int, stop: int) -> list[Record]:
     """The records of rows [start, stop) of a source_spec's selection (split applied; size is irrelevant)."""
     return open_source(spec).records(spec["split"], None)[start:stop]

@@ -94,7 +94,9 @@ class SegNet(nn.Module):
         out_level = int(math.log2(stride))
         self.skip_levels = tuple(range(2, out_level - 1, -1))
         self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in self.skip_levels)
-        self.pixel_heads = nn.ModuleDict({c: nn.Conv2d(widths[out_level], k, 1) for c, k in self.pixel_classes.items()})
+        self.pixel_heads = nn.ModuleDict(
+            {c: nn.Conv2d(widths[out_level], k, 1) for c, k in self.pixel_classes.items()}
+        )
         self.image_heads = nn.ModuleDict({c: nn.Linear(2 * widths[3], k) for c, k in self.image_classes.items()})
 
     @property
@@ -137,9 +139,9 @@ class SegNet(nn.Module):
         )
 
 
-def _segnet_for(vocab: SegmenterVocabulary) -> SegNet:
-    """A SegNet with one head per vocabulary category."""
-    return SegNet({c: len(ids) + 1 for c, ids in vocab.pixel.items()}, {c: len(ids) + 1 for c, ids in vocab.image.items()})
+def _head_sizes(vocab: SegmenterVocabulary) -> tuple[dict[str, int], dict[str, int]]:
+    """Classes (including none) of every pixel head and every image head of a vocabulary."""
+    return {c: len(ids) + 1 for c, ids in vocab.pixel.items()}, {c: len(ids) + 1 for c, ids in vocab.image.items()}
 
 
 def _class_lookup(ids: list[int], category: str) -> np.ndarray:
@@ -166,7 +168,7 @@ def _to_classes(targets: np.ndarray, ids: list[int], category: str) -> torch.Ten
 
 def _check_vocab(model: SegNet, vocab: SegmenterVocabulary) -> None:
     """Raise when the model's heads do not match the vocabulary."""
-    expected = ({c: len(i) + 1 for c, i in vocab.pixel.items()}, {c: len(i) + 1 for c, i in vocab.image.items()})
+    expected = _head_sizes(vocab)
     if expected != (model.pixel_classes, model.image_classes):
         raise ValueError(
             f"segmenter heads {model.pixel_classes} / {model.image_classes} do not match the vocabulary "
@@ -196,7 +198,7 @@ def train_segmenter(
         epochs: passes over the images.
         batch_size: images per step.
         lr: peak learning rate.
-        seed: seed of initialisation, shuffles and flips.
+        seed: seed of initialisation, shuffles and flips (same seed and threads: same weights).
         threads: torch CPU threads while training.
         log: receives one progress line per epoch.
 
@@ -211,7 +213,7 @@ def train_segmenter(
     with torch_threads(threads):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        model = _segnet_for(vocab).to(memory_format=torch.channels_last)  # faster convolutions on CPU
+        model = SegNet(*_head_sizes(vocab)).to(memory_format=torch.channels_last)  # faster convolutions on CPU
         x_all = preprocess(images)
         out_size = model.output_size(*x_all.shape[-2:])
         for c, t in pixel.items():
@@ -390,7 +392,9 @@ def build_torchvision_segmenter(name: str, weights: str, allow_pickle: bool = Fa
     if name not in TORCHVISION_SEGMENTERS:
         close = difflib.get_close_matches(name, TORCHVISION_SEGMENTERS, n=3, cutoff=0.4)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ModelError(f"segmenter.name: unknown torchvision segmenter '{name}'{hint}; valid: {', '.join(TORCHVISION_SEGMENTERS)}")
+        raise ModelError(
+            f"segmenter.name: unknown torchvision segmenter '{name}'{hint}; valid: {', '.join(TORCHVISION_SEGMENTERS)}"
+        )
     if weights is None:
         raise ModelError(f"segmenter.weights: torchvision segmenter '{name}' needs a weights file")
     state = read_state_dict(weights, allow_pickle)

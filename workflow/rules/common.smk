@@ -92,12 +92,16 @@ def _model_params():
     return spec
 
 
-def _check_model():
-    """In the main process only: build the model and find its layers before any job starts."""
+def _check_inputs():
+    """In the main process only: every dataset file exists, the model builds and has the layers."""
     if not workflow.is_main_process:
         return
     from netdissect.checks import check_model
 
+    missing = [] if DATASET["skip_bad_images"] else ndplan.missing_files(config)
+    if missing:
+        listed = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
+        _fail(f"{len(missing)} dataset files are missing:\n  {listed}\n(set dataset.skip_bad_images: true to skip them)")
     try:
         check_model(MODEL, LAYERS)
     except NetdissectError as error:
@@ -105,7 +109,7 @@ def _check_model():
 
 
 MODEL = _model_params()
-_check_model()
+_check_inputs()
 
 
 def get_source_input(wildcards=None):
