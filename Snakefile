@@ -18,6 +18,22 @@ include: "workflow/rules/tally.smk"
 include: "workflow/rules/report.smk"
 
 
+# Reduces and reports are light: on a cluster they run in the main process, chunk jobs are submitted.
+localrules:
+    all,
+    data_index,
+    concepts,
+    segmenter_quality,
+    threshold_coarse,
+    threshold_sample,
+    threshold_refine,
+    thresholds,
+    tally,
+    label_units,
+    layer_figure,
+    summary,
+
+
 rule all:
     default_target: True
     input:

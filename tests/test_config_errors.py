@@ -54,6 +54,8 @@ def test_nested_command_line_strings_are_parsed():
     assert checked["classifier"]["epochs"] == 2 and checked["classifier"]["lr"] == 0.5
     assert checked["dataset"]["resize"] == [32, 48] and checked["dataset"]["size"] is None
     assert validate(merged(DEFAULT, {"run": "2024"}), SCHEMA)["run"] == "2024"
+    nulled = merged(DEFAULT, {"model": {"weights": "null", "random_init": "true"}})
+    assert validate(nulled, SCHEMA)["model"]["weights"] is None
 
 
 @pytest.mark.workflow

@@ -50,6 +50,11 @@ def _accepts_string(schema: dict) -> bool:
     return False
 
 
+def _accepts_null(schema: dict) -> bool:
+    types = schema.get("type", [])
+    return "null" in ([types] if isinstance(types, str) else types) or "$ref" in schema
+
+
 def coerce(config: Any, schema: dict) -> Any:
     """Parse string leaves as YAML where the schema expects no string.
 
@@ -59,6 +64,8 @@ def coerce(config: Any, schema: dict) -> Any:
     if isinstance(config, dict):
         props = schema.get("properties", {})
         return {k: coerce(v, props[k]) if k in props else v for k, v in config.items()}
+    if isinstance(config, str) and config in ("null", "~") and _accepts_null(schema):
+        return None
     if isinstance(config, str) and not _accepts_string(schema):
         try:
             return yaml.safe_load(config)

@@ -37,7 +37,7 @@ if PENDING_LAYERS:
         resources:
             mem_mb=mem_mb(1500, 4),
             runtime=runtime(10, 0.1),
-            gpu=1 if config["device"] == "cuda" else 0,
+            **gpu_resources(),
         script:
             SCRIPT
 
@@ -62,6 +62,6 @@ if EXTRACTED_LAYERS:
         resources:
             mem_mb=mem_mb(1500, 4),
             runtime=runtime(10, 0.1),
-            gpu=1 if config["device"] == "cuda" else 0,
+            **gpu_resources(),
         script:
             SCRIPT

@@ -198,6 +198,11 @@ def provenance_config():
     return {k: config[k] for k in keep} | {"model": {k: v for k, v in config["model"].items() if k != "layers"}}
 
 
+def gpu_resources(uses_model=True):
+    """A GPU for model stages when device: cuda (the slurm executor turns it into --gpus)."""
+    return {"gpu": 1} if uses_model and config["device"] == "cuda" else {}
+
+
 def mem_mb(base, per_image):
     return lambda wildcards: int(base + per_image * config["chunk_size"])
 

@@ -18,6 +18,6 @@ if config["model"]["weights"] == "train":
         resources:
             mem_mb=4000,
             runtime=120,
-            gpu=1 if config["device"] == "cuda" else 0,
+            **gpu_resources(),
         script:
             SCRIPT

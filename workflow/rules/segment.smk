@@ -44,7 +44,7 @@ if is_trained_segmenter():
         resources:
             mem_mb=4000,
             runtime=120,
-            gpu=1 if config["device"] == "cuda" else 0,
+            **gpu_resources(),
         script:
             SCRIPT
 
@@ -93,6 +93,6 @@ rule segment_chunk:
     resources:
         mem_mb=mem_mb(1000, 2),
         runtime=runtime(10, 0.05),
-        gpu=1 if config["device"] == "cuda" and SEGMENTER["kind"] != "dataset" else 0,
+        **gpu_resources(SEGMENTER["kind"] != "dataset"),
     script:
         SCRIPT
