@@ -65,7 +65,7 @@ def test_tiny_run_matches_brute_force_and_reruns_nothing(workflow_factory):
 
 def test_results_identical_for_chunk_sizes_and_cores(workflow_factory):
     tables = []
-    for name, chunk_size, cores in (("a", 50, 1), ("b", 17, 2), ("c", 7, 2)):
+    for name, chunk_size, cores in (("a", 50, 1), ("b", 17, 2)):
         wf = workflow_factory({**RANDOM_MODEL, "chunk_size": chunk_size}, name=name)
         wf.run(cores=cores)
         tables.append(
@@ -75,7 +75,7 @@ def test_results_identical_for_chunk_sizes_and_cores(workflow_factory):
                 for layer in ("conv3", "conv4")
             }
         )
-    assert tables[0] == tables[1] == tables[2]
+    assert tables[0] == tables[1]
 
 
 def test_incremental_reruns(workflow_factory):

@@ -1,0 +1,382 @@
+"""netdissect benchmarks: throughput, memory, storage and scaling, each printed as a ratio against a baseline
+measured in the same run, on synthetic Broden-format data generated here.
+
+    python benchmarks/bench.py                 # all benchmarks at the default size, writes benchmarks/RESULTS.md
+    python benchmarks/bench.py --images 1000   # smaller
+    python benchmarks/bench.py --only reduction
+
+See benchmarks/README.md for what each one measures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from netdissect.stages import segment as segment_stage  # noqa: E402
+from netdissect.stages import tally as tally_stage  # noqa: E402
+from netdissect.stages import thresholds as threshold_stage  # noqa: E402
+from netdissect.stores import open_group, write_csv, write_group  # noqa: E402
+from netdissect.synthetic import render_sample  # noqa: E402
+from netdissect.synthetic.vocabulary import PIXEL_CATEGORIES, concept_table  # noqa: E402
+
+DATA = ROOT / "benchmarks" / "data"
+UNITS, SOURCE, LABEL, IMAGE = 512, 7, 112, 224
+UNIQUE_SCENES = 400  # rendered label maps, repeated to reach the requested number of images
+
+
+# ---------------------------------------------------------------- data
+def label_maps(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4, 112, 112) label planes and (n, 2) image labels of the synthetic world at 224 pixels."""
+    planes, image = [], []
+    for i in range(min(n, UNIQUE_SCENES)):
+        s = render_sample(0, i, IMAGE)
+        planes.append(np.stack([s.planes[c] for c in PIXEL_CATEGORIES]))
+        image.append([s.scene, s.texture])
+    reps = -(-n // len(planes))
+    return np.tile(np.stack(planes), (reps, 1, 1, 1))[:n], np.tile(np.array(image, np.uint16), (reps, 1))[:n]
+
+
+def activations(n: int, seed: int) -> np.ndarray:
+    """Sparse, spatially smooth, heavy-tailed maps like a trained ReLU layer's (n, 512, 7, 7) float16."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, UNITS, SOURCE + 2, SOURCE + 2)).astype(np.float32)
+    smooth = sum(z[:, :, i : i + SOURCE, j : j + SOURCE] for i in range(3) for j in range(3)) / 3
+    presence = rng.standard_normal((n, UNITS, 1, 1)).astype(np.float32)
+    gain = np.exp(rng.normal(0, 0.5, (1, UNITS, 1, 1))).astype(np.float32)
+    return np.maximum(gain * (smooth + 2 * presence) - 2.5, 0).astype(np.float16)
+
+
+def concepts_csv(path: Path) -> None:
+    import pandas as pd
+
+    rows = concept_table()
+    write_csv(path, pd.DataFrame({"id": [r[0] for r in rows], "name": [r[1] for r in rows], "category": [r[2] for r in rows]}))
+
+
+def make_stores(folder: Path, n: int, chunk: int) -> list[str]:
+    """Activation and segmentation chunk stores in the workflow's format; returns the chunk names."""
+    planes, image = label_maps(n)
+    names = []
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        name = f"{start:07d}-{stop:07d}"
+        names.append(name)
+        rows = np.arange(start, stop)
+        prov = {"provenance": {"inputs": {"dataset": name, "model": "bench", "layer": "layer4"}}, "skipped": []}
+        write_group(folder / "acts" / f"{name}.zarr", {"activations": activations(stop - start, start), "rows": rows}, prov, 32)
+        seg = {"provenance": {"inputs": {"dataset": name, "segmenter": "synthetic"}}, "skipped": []}
+        write_group(folder / "seg" / f"{name}.zarr", {"labels": planes[start:stop], "image_labels": image[start:stop], "rows": rows}, seg, 64)
+    concepts_csv(folder / "concepts.csv")
+    return names
+
+
+# ---------------------------------------------------------------- reduction
+def job(**kw):
+    inputs = {k: v for k, v in kw.items() if k in ("acts", "states", "bracket", "segment", "thresholds", "concepts", "counts")}
+    outputs = {k: v for k, v in kw.items() if k in ("state", "table", "counts_out", "tally")}
+    if "counts_out" in outputs:
+        outputs["counts"] = outputs.pop("counts_out")
+    params = {k: v for k, v in kw.items() if k in ("label_size", "nbins", "stride", "quantile", "union")}
+    return SimpleNamespace(input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params))
+
+
+def _run(task):
+    function, kwargs = task
+    function(job(**kwargs))
+
+
+def reduction(folder: Path, names: list[str], workers: int) -> float:
+    """Seconds for the full threshold and tally reduction of a layer, chunk stages on ``workers`` processes."""
+    work = folder / f"work{workers}"
+    shutil.rmtree(work, ignore_errors=True)
+    size = (LABEL, LABEL)
+    acts = [str(folder / "acts" / f"{c}.zarr") for c in names]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+
+        def chunks(function, **kw):
+            tasks = [(function, {k: (v(i, c) if callable(v) else v) for k, v in kw.items()}) for i, c in enumerate(names)]
+            list(pool.map(_run, tasks))
+
+        chunks(threshold_stage.coarse_chunk, acts=lambda i, c: acts[i], state=lambda i, c: str(work / "coarse" / f"{c}.npz"), label_size=size)
+        threshold_stage.coarse_reduce(job(states=[str(work / "coarse" / f"{c}.npz") for c in names], bracket=str(work / "coarse.npz"), quantile=0.01, label_size=size))
+        rounds = (("sample", "coarse", 4096, 4, threshold_stage.sample_reduce, "sample.npz"),
+                  ("refine", "sample", 4096, 1, threshold_stage.refine_reduce, "refine.npz"),
+                  ("exact", "refine", 0, 1, threshold_stage.exact_reduce, "thresholds.csv"))
+        for name, previous, nbins, stride, reduce, output in rounds:
+            bracket = str(work / f"{previous}.npz")
+            chunks(threshold_stage.refine_chunk, acts=lambda i, c: acts[i], bracket=bracket,
+                   state=lambda i, c, n=name: str(work / n / f"{c}.npz"), label_size=size, nbins=nbins, stride=stride)
+            out = {"table" if output.endswith(".csv") else "bracket": str(work / output)}
+            reduce(job(states=[str(work / name / f"{c}.npz") for c in names], acts=acts, label_size=size, **out)
+                   if name != "exact" else job(states=[str(work / name / f"{c}.npz") for c in names], bracket=bracket, **out))
+        chunks(tally_stage.tally_chunk, acts=lambda i, c: acts[i], segment=lambda i, c: str(folder / "seg" / f"{c}.zarr"),
+               thresholds=str(work / "thresholds.csv"), concepts=str(folder / "concepts.csv"),
+               counts_out=lambda i, c: str(work / "tally" / f"{c}.zarr"))
+    return time.perf_counter() - start
+
+
+def _read_chunk(paths):
+    acts, seg = paths
+    a = open_group(acts)["activations"][:]
+    g = open_group(seg)
+    return a.shape[0] + 0 * g["labels"][:].size + 0 * g["image_labels"][:].size
+
+
+def bare_read(folder: Path, names: list[str], workers: int) -> float:
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_read_chunk, [(str(folder / "acts" / f"{c}.zarr"), str(folder / "seg" / f"{c}.zarr")) for c in names]))
+    return time.perf_counter() - start
+
+
+def per_image_numpy(folder: Path, names: list[str], images: int) -> float:
+    """Seconds per image of a straightforward implementation: upsample every unit, threshold, count per concept."""
+    from netdissect.stages.tally import read_concepts
+
+    import pandas as pd
+
+    t = pd.read_csv(folder / "work2" / "thresholds.csv")["threshold"].to_numpy(np.float32)
+    _, _, vocab = read_concepts(str(folder / "concepts.csv"))
+    acts = open_group(folder / "acts" / f"{names[0]}.zarr")["activations"][:images].astype(np.float32)
+    seg = open_group(folder / "seg" / f"{names[0]}.zarr")
+    labels, image_labels = seg["labels"][:images], seg["image_labels"][:images]
+    ys = np.clip((np.arange(LABEL) + 0.5) * SOURCE / LABEL - 0.5, 0, SOURCE - 1)
+    y0 = np.floor(ys).astype(int)
+    y1 = np.minimum(y0 + 1, SOURCE - 1)
+    wy = ys - y0
+    inter = np.zeros((UNITS, vocab.size), np.int64)
+    start = time.perf_counter()
+    for i in range(images):
+        a = acts[i]
+        rows = a[:, y0] * (1 - wy)[None, :, None] + a[:, y1] * wy[None, :, None]
+        up = rows[:, :, y0] * (1 - wy)[None, None] + rows[:, :, y1] * wy[None, None]
+        active = up > t[:, None, None]
+        for c in np.unique(np.concatenate([labels[i].ravel(), image_labels[i]])):
+            if c:
+                mask = (labels[i] == c).any(0) | (image_labels[i] == c).any()
+                inter[:, c] += (active & mask).sum((1, 2))
+    return (time.perf_counter() - start) / images
+
+
+def bench_reduction(n: int, results: dict) -> None:
+    folder = DATA / f"reduction-{n}"
+    if not (folder / "concepts.csv").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        make_stores(folder, n, 500)
+    names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
+    two = reduction(folder, names, 2)
+    one = reduction(folder, names, 1)
+    read = bare_read(folder, names, 2)
+    naive = per_image_numpy(folder, names, 40)
+    results["reduction"] = {
+        "images": n,
+        "pipeline_images_per_s_2_cores": n / two,
+        "pipeline_images_per_s_1_core": n / one,
+        "speedup_1_to_2_cores": one / two,
+        "per_image_numpy_images_per_s": 1 / naive,
+        "ratio_vs_per_image_numpy": (n / two) * naive,
+        "bare_read_images_per_s_2_cores": n / read,
+        "reference_tally_images_per_s": 41,
+        "ratio_vs_reference": (n / two) / 41,
+    }
+
+
+def bench_linearity(sizes: list[int], results: dict) -> None:
+    seconds = {}
+    for n in sizes:
+        folder = DATA / f"reduction-{n}"
+        if not (folder / "concepts.csv").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            make_stores(folder, n, 500)
+        names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
+        seconds[n] = reduction(folder, names, 2)
+    base = sizes[0]
+    results["linearity"] = {str(n): {"seconds": s, "per_image_vs_smallest": (s / n) / (seconds[base] / base)} for n, s in seconds.items()}
+
+
+# ---------------------------------------------------------------- memory and storage
+MEMORY_CHILD = """
+import resource, sys, time
+sys.path.insert(0, {src!r})
+from types import SimpleNamespace as NS
+from netdissect.stages import thresholds, tally
+acts, seg, folder = {acts!r}, {seg!r}, {folder!r}
+thresholds.coarse_chunk(NS(input=NS(acts=acts), output=NS(state=folder + '/mem-coarse.npz'), params=NS(label_size=(112, 112))))
+tally.tally_chunk(NS(input=NS(acts=acts, segment=seg, thresholds={thresholds!r}, concepts=folder + '/concepts.csv'),
+                     output=NS(counts=folder + '/mem-tally.zarr'), params=NS()))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mb(folder: Path, name: str, thresholds: Path) -> float:
+    code = MEMORY_CHILD.format(src=str(ROOT / "src"), acts=str(folder / "acts" / f"{name}.zarr"),
+                               seg=str(folder / "seg" / f"{name}.zarr"), folder=str(folder), thresholds=str(thresholds))
+    for leftover in ("mem-coarse.npz", "mem-tally.zarr"):
+        shutil.rmtree(folder / leftover, ignore_errors=True)
+        (folder / leftover).unlink(missing_ok=True) if (folder / leftover).is_file() else None
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def bench_memory(results: dict) -> None:
+    """Peak RSS of a chunk job for chunk sizes 250 and 1000, and for 1k- and 8k-image datasets at chunk 500."""
+    out = {}
+    for label, n, chunk in (("chunk 250", 1000, 250), ("chunk 1000", 1000, 1000)):
+        folder = DATA / f"memory-{n}-{chunk}"
+        if not (folder / "concepts.csv").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            make_stores(folder, n, chunk)
+        names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
+        t = folder / "thresholds.csv"
+        _fake_thresholds(t)
+        out[label] = peak_rss_mb(folder, names[0], t)
+    for n in (1000, 8000):
+        folder = DATA / f"reduction-{n}"
+        if not (folder / "concepts.csv").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            make_stores(folder, n, 500)
+        names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
+        t = folder / "thresholds-mem.csv"
+        _fake_thresholds(t)
+        out[f"{n} images, chunk 500"] = peak_rss_mb(folder, names[-1], t)
+    results["memory_mb"] = out
+
+
+def _fake_thresholds(path: Path) -> None:
+    import pandas as pd
+
+    write_csv(path, pd.DataFrame({"unit": range(UNITS), "threshold": np.full(UNITS, 1.5, np.float32), "above": 0, "total": 0}))
+
+
+def store_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def bench_storage(results: dict) -> None:
+    folder = DATA / "reduction-1000"
+    acts = sum(store_bytes(p) for p in (folder / "acts").glob("*.zarr"))
+    seg = sum(store_bytes(p) for p in (folder / "seg").glob("*.zarr"))
+    n = 1000
+    results["storage"] = {
+        "activation_bytes_vs_float64": acts / (n * UNITS * SOURCE * SOURCE * 8),
+        "label_compression": (n * 4 * LABEL * LABEL * 2) / seg,
+    }
+
+
+# ---------------------------------------------------------------- activations
+def bench_activations(n: int, results: dict) -> None:
+    """Activation dump (decode PNGs, forward, store) against a bare forward loop over the same decoded images."""
+    import torch
+    import torchvision
+
+    from netdissect.datasets import load_image
+    from netdissect.models import preprocess
+    from netdissect.stages import activations as act_stage
+    from netdissect.synthetic import write_world
+
+    world = DATA / f"world-{n}"
+    if not (world / "index.csv").exists():
+        shutil.rmtree(world, ignore_errors=True)
+        write_world(world, 0, 1, n, IMAGE)
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    images = np.stack([load_image(p) for p in sorted((world / "images" / "synthetic" / "val").glob("??????.png"))])
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(images), 32):
+            model(preprocess(images[i : i + 32]))
+    bare = time.perf_counter() - start
+    out = DATA / "act-out"
+    shutil.rmtree(out, ignore_errors=True)
+    spec = {"name": "resnet18", "factory": None, "factory_args": {}, "weights": None, "random_init": True,
+            "allow_pickle": False, "normalize": "imagenet", "seed": 0, "num_classes": None, "digest": "bench"}
+    job_ = SimpleNamespace(
+        input=SimpleNamespace(), output=[str(out / "layer4" / "c.zarr")], threads=2,
+        params=SimpleNamespace(start=0, stop=n + 1, digest="bench", source={"kind": "broden", "root": str(world), "split": "val"},
+                               model=spec, image_size=(IMAGE, IMAGE), resize=None, batch_size=32, dtype="float16",
+                               device="cpu", skip_bad_images=False))
+    start = time.perf_counter()
+    act_stage.activations_chunk(job_)
+    dump = time.perf_counter() - start
+    results["activations"] = {"images": n, "bare_forward_images_per_s": n / bare, "dump_images_per_s": n / dump, "ratio": bare / dump}
+
+
+# ---------------------------------------------------------------- report
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def write_results(results: dict) -> None:
+    lines = ["# Benchmark results", "", f"Machine: {machine()}. Generated by `python benchmarks/bench.py`.", ""]
+    r = results.get("reduction")
+    if r:
+        lines += [
+            "## Threshold + IoU reduction (512 units, 7x7, 112x112 labels, 4 planes)", "",
+            "| measure | images/s | ratio |", "|---|---|---|",
+            f"| pipeline, 2 cores ({r['images']} images) | {r['pipeline_images_per_s_2_cores']:.0f} | 1 |",
+            f"| pipeline, 1 core | {r['pipeline_images_per_s_1_core']:.0f} | speedup 1 -> 2 cores: {r['speedup_1_to_2_cores']:.2f}x |",
+            f"| per-image numpy baseline (same counts, 1 core) | {r['per_image_numpy_images_per_s']:.1f} | pipeline is {r['ratio_vs_per_image_numpy']:.1f}x |",
+            f"| bare read of the stores, 2 cores | {r['bare_read_images_per_s_2_cores']:.0f} | |",
+            f"| NetDissect-Lite tally (reference, measured on this kind of machine) | 41 | pipeline is {r['ratio_vs_reference']:.1f}x |", "",
+        ]
+    if "linearity" in results:
+        lines += ["## Cost against images (2 cores)", "", "| images | seconds | per-image cost vs smallest |", "|---|---|---|"]
+        lines += [f"| {n} | {v['seconds']:.1f} | {v['per_image_vs_smallest']:.2f} |" for n, v in results["linearity"].items()] + [""]
+    if "memory_mb" in results:
+        lines += ["## Peak RSS of a chunk job (thresholds round 1 + tally)", "", "| case | MB |", "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in results["memory_mb"].items()] + [""]
+    if "storage" in results:
+        s = results["storage"]
+        lines += ["## Storage", "", f"- activation stores: {s['activation_bytes_vs_float64']:.3f} of float64 bytes",
+                  f"- label stores: {s['label_compression']:.1f}x smaller than raw uint16", ""]
+    if "activations" in results:
+        a = results["activations"]
+        lines += ["## Activation dumps (ResNet-18 layer4, 224-pixel PNGs, 2 cores)", "",
+                  f"- bare torch forward loop over decoded images: {a['bare_forward_images_per_s']:.1f} images/s",
+                  f"- activation stage (decode, forward, check, store): {a['dump_images_per_s']:.1f} images/s",
+                  f"- ratio: {a['ratio']:.2f} of the bare loop", ""]
+    (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=4000)
+    parser.add_argument("--only", choices=["reduction", "linearity", "memory", "storage", "activations"], action="append")
+    args = parser.parse_args()
+    chosen = args.only or ["reduction", "linearity", "memory", "storage", "activations"]
+    results: dict = {}
+    if "reduction" in chosen:
+        bench_reduction(args.images, results)
+    if "linearity" in chosen:
+        bench_linearity([1000, 2000, 4000, 8000], results)
+    if "memory" in chosen:
+        bench_memory(results)
+    if "storage" in chosen:
+        bench_storage(results)
+    if "activations" in chosen:
+        bench_activations(256, results)
+    print(json.dumps(results, indent=2))
+    write_results(results)
+
+
+if __name__ == "__main__":
+    main()
