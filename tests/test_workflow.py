@@ -1,6 +1,8 @@
 """The whole workflow through snakemake on tiny configurations: results, brute-force agreement, reruns."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,6 +61,10 @@ def test_tiny_run_matches_brute_force_and_reruns_nothing(workflow_factory):
         named = np.where(iou.max(1) > 0, concepts["name"].to_numpy()[best], "")
         assert list(units["label"]) == list(named)
         assert (results / "dissect" / layer / "detectors.png").stat().st_size > 1000
+        prov = json.loads((results / "dissect" / layer / "provenance.json").read_text())
+        assert prov["config"]["quantile"] == 0.01 and prov["config"]["iou_threshold"] == 0.04
+        assert {"torch", "numpy", "zarr", "netdissect"} <= set(prov["versions"])
+        assert prov["inputs"]["layer"] == layer and prov["inputs"]["weights"] and prov["inputs"]["dataset_index"]
     assert (results / "summary.csv").exists()
     assert wf.dry_run_jobs() == {}
 

@@ -20,16 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .classifier import batch_count, random_flips, seeded_batches, torch_threads
+from .config import TORCHVISION_SEGMENTERS
 from .models import ModelError, apply_state_dict, preprocess, read_state_dict
 
-TORCHVISION_SEGMENTERS = (
-    "fcn_resnet50",
-    "fcn_resnet101",
-    "deeplabv3_resnet50",
-    "deeplabv3_resnet101",
-    "deeplabv3_mobilenet_v3_large",
-    "lraspp_mobilenet_v3_large",
-)
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",

@@ -35,6 +35,12 @@ def _scene_targets(records: list[Record], scene_ids: list[int]) -> np.ndarray:
     return np.array(targets, np.int64)
 
 
+def _schedule(job) -> dict:
+    """The training loop settings a rule passes (epochs, batch size, learning rate, seed, threads)."""
+    p = job.params
+    return {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "seed": p.seed, "threads": job.threads, "log": log.info}
+
+
 def train_classifier(job) -> None:
     """Train the scene classifier on the train split; report validation accuracy on the val split."""
     from ..classifier import train_classifier as train
@@ -47,12 +53,7 @@ def train_classifier(job) -> None:
         _images(val_records, p.resize),
         _scene_targets(val_records, p.scene_ids),
         num_classes=len(p.scene_ids),
-        epochs=p.epochs,
-        batch_size=p.batch_size,
-        lr=p.lr,
-        seed=p.seed,
-        threads=job.threads,
-        log=log.info,
+        **_schedule(job),
     )
     with atomic_path(job.output.weights) as tmp:
         torch.save(model.state_dict(), tmp)
@@ -83,12 +84,7 @@ def train_segmenter(job) -> None:
         pixel_targets,
         image_targets,
         vocab,
-        epochs=p.epochs,
-        batch_size=p.batch_size,
-        lr=p.lr,
-        seed=p.seed,
-        threads=job.threads,
-        log=log.info,
+        **_schedule(job),
     )
     _save(model, vocab, job.output.segmenter)
     write_json(job.output.metrics, metrics)
