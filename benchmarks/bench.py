@@ -86,48 +86,59 @@ def make_stores(folder: Path, n: int, chunk: int) -> list[str]:
 
 
 # ---------------------------------------------------------------- reduction
-def job(**kw):
-    inputs = {k: v for k, v in kw.items() if k in ("acts", "states", "bracket", "segment", "thresholds", "concepts", "counts")}
-    outputs = {k: v for k, v in kw.items() if k in ("state", "table", "counts_out", "tally")}
-    if "counts_out" in outputs:
-        outputs["counts"] = outputs.pop("counts_out")
-    params = {k: v for k, v in kw.items() if k in ("label_size", "nbins", "stride", "quantile", "union")}
+def job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
+    """A stage job: named inputs, outputs and params, as Snakemake passes them."""
     return SimpleNamespace(input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params))
 
 
 def _run(task):
-    function, kwargs = task
-    function(job(**kwargs))
+    function, inputs, outputs, params = task
+    function(job(inputs, outputs, **params))
 
 
-def reduction(folder: Path, names: list[str], workers: int) -> float:
-    """Seconds for the full threshold and tally reduction of a layer, chunk stages on ``workers`` processes."""
+def reduction(folder: Path, names: list[str], workers: int, timings: dict | None = None) -> float:
+    """Seconds for the full threshold and tally reduction of a layer, chunk stages on ``workers`` processes.
+
+    ``timings`` receives the seconds of each round (chunk stage and reduce together).
+    """
+    timings = {} if timings is None else timings
     work = folder / f"work{workers}"
     shutil.rmtree(work, ignore_errors=True)
     size = (LABEL, LABEL)
     acts = [str(folder / "acts" / f"{c}.zarr") for c in names]
+
+    def states(round_):
+        return [str(work / round_ / f"{c}.npz") for c in names]
+
     start = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
 
-        def chunks(function, **kw):
-            tasks = [(function, {k: (v(i, c) if callable(v) else v) for k, v in kw.items()}) for i, c in enumerate(names)]
+        def chunks(function, inputs, round_, **params):
+            tasks = [(function, {"acts": a, **inputs}, {"state": s}, params) for a, s in zip(acts, states(round_))]
             list(pool.map(_run, tasks))
 
-        chunks(threshold_stage.coarse_chunk, acts=lambda i, c: acts[i], state=lambda i, c: str(work / "coarse" / f"{c}.npz"), label_size=size)
-        threshold_stage.coarse_reduce(job(states=[str(work / "coarse" / f"{c}.npz") for c in names], bracket=str(work / "coarse.npz"), quantile=0.01, label_size=size))
-        rounds = (("sample", "coarse", 4096, 4, threshold_stage.sample_reduce, "sample.npz"),
-                  ("refine", "sample", 4096, 1, threshold_stage.refine_reduce, "refine.npz"),
-                  ("exact", "refine", 0, 1, threshold_stage.exact_reduce, "thresholds.csv"))
-        for name, previous, nbins, stride, reduce, output in rounds:
+        mark = time.perf_counter()
+        chunks(threshold_stage.coarse_chunk, {}, "coarse", label_size=size)
+        threshold_stage.coarse_reduce(job({"states": states("coarse")}, {"bracket": str(work / "coarse.npz")}, quantile=0.01, label_size=size))
+        timings["coarse"], mark = time.perf_counter() - mark, time.perf_counter()
+        rounds = (("sample", "coarse", 4096, 4, threshold_stage.sample_reduce),
+                  ("refine", "sample", 4096, 1, threshold_stage.refine_reduce),
+                  ("exact", "refine", 0, 1, threshold_stage.exact_reduce))
+        for name, previous, nbins, stride, reduce in rounds:
             bracket = str(work / f"{previous}.npz")
-            chunks(threshold_stage.refine_chunk, acts=lambda i, c: acts[i], bracket=bracket,
-                   state=lambda i, c, n=name: str(work / n / f"{c}.npz"), label_size=size, nbins=nbins, stride=stride)
-            out = {"table" if output.endswith(".csv") else "bracket": str(work / output)}
-            reduce(job(states=[str(work / name / f"{c}.npz") for c in names], acts=acts, label_size=size, **out)
-                   if name != "exact" else job(states=[str(work / name / f"{c}.npz") for c in names], bracket=bracket, **out))
-        chunks(tally_stage.tally_chunk, acts=lambda i, c: acts[i], segment=lambda i, c: str(folder / "seg" / f"{c}.zarr"),
-               thresholds=str(work / "thresholds.csv"), concepts=str(folder / "concepts.csv"),
-               counts_out=lambda i, c: str(work / "tally" / f"{c}.zarr"))
+            chunks(threshold_stage.refine_chunk, {"bracket": bracket}, name, label_size=size, nbins=nbins, stride=stride)
+            output = {"table": str(work / "thresholds.csv")} if name == "exact" else {"bracket": str(work / f"{name}.npz")}
+            reduce(job({"states": states(name), "bracket": bracket, "acts": acts}, output, label_size=size))
+            timings[name], mark = time.perf_counter() - mark, time.perf_counter()
+        tasks = [
+            (tally_stage.tally_chunk,
+             {"acts": a, "segment": str(folder / "seg" / f"{c}.zarr"), "thresholds": str(work / "thresholds.csv"),
+              "concepts": str(folder / "concepts.csv")},
+             {"counts": str(work / "tally" / f"{c}.zarr")}, {})
+            for a, c in zip(acts, names)
+        ]
+        list(pool.map(_run, tasks))
+        timings["tally"] = time.perf_counter() - mark
     return time.perf_counter() - start
 
 
@@ -180,7 +191,8 @@ def bench_reduction(n: int, results: dict) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         make_stores(folder, n, 500)
     names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
-    two = reduction(folder, names, 2)
+    rounds: dict = {}
+    two = reduction(folder, names, 2, rounds)
     one = reduction(folder, names, 1)
     read = bare_read(folder, names, 2)
     naive = per_image_numpy(folder, names, 40)
@@ -194,6 +206,7 @@ def bench_reduction(n: int, results: dict) -> None:
         "bare_read_images_per_s_2_cores": n / read,
         "reference_tally_images_per_s": 41,
         "ratio_vs_reference": (n / two) / 41,
+        "round_images_per_s_2_cores": {k: n / v for k, v in rounds.items()},
     }
 
 
@@ -336,6 +349,7 @@ def write_results(results: dict) -> None:
             f"| per-image numpy baseline (same counts, 1 core) | {r['per_image_numpy_images_per_s']:.1f} | pipeline is {r['ratio_vs_per_image_numpy']:.1f}x |",
             f"| bare read of the stores, 2 cores | {r['bare_read_images_per_s_2_cores']:.0f} | |",
             f"| NetDissect-Lite tally (reference, measured on this kind of machine) | 41 | pipeline is {r['ratio_vs_reference']:.1f}x |", "",
+            "Per round (2 cores, images/s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["round_images_per_s_2_cores"].items()), "",
         ]
     if "linearity" in results:
         lines += ["## Cost against images (2 cores)", "", "| images | seconds | per-image cost vs smallest |", "|---|---|---|"]
