@@ -3,7 +3,7 @@ measured in the same run, on synthetic Broden-format data generated here.
 
     python benchmarks/bench.py                 # all benchmarks at the default size, writes benchmarks/RESULTS.md
     python benchmarks/bench.py --images 1000   # smaller
-    python benchmarks/bench.py --only reduction
+    python benchmarks/bench.py --only reduction   # reruns one benchmark, keeps the others' last results
 
 See benchmarks/README.md for what each one measures.
 """
@@ -186,11 +186,7 @@ def per_image_numpy(folder: Path, names: list[str], images: int) -> float:
 
 
 def bench_reduction(n: int, results: dict) -> None:
-    folder = DATA / f"reduction-{n}"
-    if not (folder / "concepts.csv").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        make_stores(folder, n, 500)
-    names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
+    folder, names = prepared(n, 500)
     rounds: dict = {}
     two = reduction(folder, names, 2, rounds)
     one = reduction(folder, names, 1)
@@ -213,11 +209,7 @@ def bench_reduction(n: int, results: dict) -> None:
 def bench_linearity(sizes: list[int], results: dict) -> None:
     seconds = {}
     for n in sizes:
-        folder = DATA / f"reduction-{n}"
-        if not (folder / "concepts.csv").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            make_stores(folder, n, 500)
-        names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
+        folder, names = prepared(n, 500)
         seconds[n] = reduction(folder, names, 2)
     base = sizes[0]
     results["linearity"] = {str(n): {"seconds": s, "per_image_vs_smallest": (s / n) / (seconds[base] / base)} for n, s in seconds.items()}
@@ -247,34 +239,28 @@ def peak_rss_mb(folder: Path, name: str, thresholds: Path) -> float:
     return int(out.stdout.split()[-1]) / 1024
 
 
+def prepared(n: int, chunk: int, name: str | None = None) -> tuple[Path, list[str]]:
+    """Stores of n images in chunks (generated once), and their chunk names."""
+    folder = DATA / (name or f"reduction-{n}")
+    if not (folder / "concepts.csv").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        make_stores(folder, n, chunk)
+    return folder, sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
+
+
 def bench_memory(results: dict) -> None:
     """Peak RSS of a chunk job for chunk sizes 250 and 1000, and for 1k- and 8k-image datasets at chunk 500."""
+    base, names = prepared(1000, 500)
+    thresholds = base / "work2" / "thresholds.csv"
+    if not thresholds.exists():
+        reduction(base, names, 2)
     out = {}
-    for label, n, chunk in (("chunk 250", 1000, 250), ("chunk 1000", 1000, 1000)):
-        folder = DATA / f"memory-{n}-{chunk}"
-        if not (folder / "concepts.csv").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            make_stores(folder, n, chunk)
-        names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
-        t = folder / "thresholds.csv"
-        _fake_thresholds(t)
-        out[label] = peak_rss_mb(folder, names[0], t)
-    for n in (1000, 8000):
-        folder = DATA / f"reduction-{n}"
-        if not (folder / "concepts.csv").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            make_stores(folder, n, 500)
-        names = sorted(p.stem for p in (folder / "acts").glob("*.zarr"))
-        t = folder / "thresholds-mem.csv"
-        _fake_thresholds(t)
-        out[f"{n} images, chunk 500"] = peak_rss_mb(folder, names[-1], t)
+    cases = (("chunk 250", 1000, 250, "memory-1000-250"), ("chunk 1000", 1000, 1000, "memory-1000-1000"),
+             ("1000 images, chunk 500", 1000, 500, None), ("8000 images, chunk 500", 8000, 500, None))
+    for label, n, chunk, name in cases:
+        folder, names = prepared(n, chunk, name)
+        out[label] = peak_rss_mb(folder, names[-1], thresholds)
     results["memory_mb"] = out
-
-
-def _fake_thresholds(path: Path) -> None:
-    import pandas as pd
-
-    write_csv(path, pd.DataFrame({"unit": range(UNITS), "threshold": np.full(UNITS, 1.5, np.float32), "above": 0, "total": 0}))
 
 
 def store_bytes(path: Path) -> int:
@@ -389,7 +375,9 @@ def main() -> None:
     if "activations" in chosen:
         bench_activations(256, results)
     print(json.dumps(results, indent=2))
-    write_results(results)
+    previous = ROOT / "benchmarks" / "results.json"
+    merged = json.loads(previous.read_text()) if args.only and previous.exists() else {}
+    write_results(merged | results)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def _model_params():
     spec = {k: v for k, v in config["model"].items() if k != "layers"}
     spec["seed"] = config["seed"]
     trained_here = spec["weights"] == "train"
-    spec["num_classes"] = len(scene_concepts()[0]) if trained_here else None
+    if trained_here:
+        spec["num_classes"] = len(scene_concepts()[0])
     weights = file_or_config_digest(None if trained_here else spec["weights"], classifier_params())
     factory = spec["factory"].rsplit(":", 1)[0] if spec["factory"] else None
     code = file_or_config_digest(factory, factory)
