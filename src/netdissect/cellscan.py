@@ -69,34 +69,47 @@ class Columns:
         return cls(cells, top, bottom, margin)
 
 
-def _row_range(cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per item and column, rows [start, stop) where T + w1 (B - T) lies in (low, high].
+def _rows_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per item and column, the rows [start, stop) where T + w1 (B - T) > level (a run at one end of the column).
+
+    Rows exactly at the level may fall on either side: callers only use levels a margin away from the decisive
+    one, where either side is right.
 
     Args:
-        low, high: (K, Q) float64 levels (may be +-inf).
+        level: (K, Q) float64.
 
     Returns:
-        (start, stop), (K, Q) int64; empty ranges for padded columns.
+        (start, stop), (K, Q) int64; empty for padded columns.
     """
     groups = _row_groups(geom)
     group = groups.of_cell[cols.cells][:, None]
-    shift, base = SHIFT * group, groups.offset[group]
+    count = groups.count[group]
     top = cols.top.astype(np.float64)
     slope = cols.bottom - top
     with np.errstate(divide="ignore", invalid="ignore"):
-        s_low = np.clip((low - top) / slope, -1.0, 2.0) + shift
-        s_high = np.clip((high - top) / slope, -1.0, 2.0) + shift
-
-    def position(levels, side):
-        return np.searchsorted(groups.shifted_w1, levels, side) - base
-
+        where_level = np.clip((level - top) / slope, -1.0, 2.0) + SHIFT * group
+    below = np.searchsorted(groups.shifted_w1, where_level, "right") - groups.offset[group]  # rows with w1 <= level's
     rising, falling = slope > 0, slope < 0
-    start = np.where(rising, position(s_low, "right"), np.where(falling, position(s_high, "left"), 0))
-    stop = np.where(rising, position(s_high, "right"), np.where(falling, position(s_low, "left"), 0))
-    flat = (slope == 0) & (low < top) & (top <= high)
-    stop = np.where(flat, groups.count[group], stop)
-    stop = np.where(np.isfinite(slope), stop, 0)
-    return start, np.maximum(start, stop)
+    flat_above = (slope == 0) & (top > level)
+    start = np.where(rising, below, np.where(falling | flat_above, 0, count))
+    stop = np.where(falling, below, count)
+    return start, np.where(np.isfinite(slope), stop, start)
+
+
+def _between(cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray):
+    """Rows where low < T + w1 (B - T) <= high, as two runs per column (one of them empty), and the run above high.
+
+    Returns:
+        Three (start, stop) pairs of (K, Q) arrays.
+    """
+    wide_start, wide_stop = _rows_above(cols, geom, low)
+    narrow_start, narrow_stop = _rows_above(cols, geom, high)
+    narrow_start = np.maximum(narrow_start, wide_start)
+    narrow_stop = np.minimum(narrow_stop, wide_stop)
+    return (wide_start, np.maximum(wide_start, narrow_start)), (np.minimum(narrow_stop, wide_stop), wide_stop), (
+        narrow_start,
+        narrow_stop,
+    )
 
 
 def _expand(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,6 +131,18 @@ def _pixel_index(geom: Geometry, cells: np.ndarray, col: np.ndarray, row: np.nda
     return geom.rows[cells, row] * geom.target[1] + geom.cols[cells, col]
 
 
+def _expand_runs(*runs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    parts = [_expand(start, np.maximum(start, stop)) for start, stop in runs]
+    return tuple(np.concatenate(x) for x in zip(*parts))
+
+
+def _split_at(cols: Columns, geom: Geometry, level: np.ndarray):
+    """Rows surely above level, and rows within the rounding margin of it (to evaluate exactly)."""
+    x = level.astype(np.float64)[:, None]
+    first, second, sure = _between(cols, geom, x - cols.margin, x + cols.margin)
+    return sure, _expand_runs(first, second)
+
+
 def pixels_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every pixel of the items whose value is strictly above its item's level.
 
@@ -129,11 +154,8 @@ def pixels_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.n
     Returns:
         (item, flat output pixel index) of each such pixel.
     """
-    x = level.astype(np.float64)[:, None]
-    sure = _row_range(cols, geom, x + cols.margin, np.full_like(cols.margin, np.inf))
-    doubt = _row_range(cols, geom, x - cols.margin, x + cols.margin)
+    sure, (item_d, col_d, row_d) = _split_at(cols, geom, level)
     item_s, col_s, row_s = _expand(*sure)
-    item_d, col_d, row_d = _expand(*doubt)
     keep = _values(cols, geom, item_d, col_d, row_d) > level[item_d]
     item = np.concatenate([item_s, item_d[keep]])
     pixel = _pixel_index(geom, cols.cells[item], np.concatenate([col_s, col_d[keep]]), np.concatenate([row_s, row_d[keep]]))
@@ -142,12 +164,9 @@ def pixels_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.n
 
 def count_above(cols: Columns, geom: Geometry, level: np.ndarray) -> np.ndarray:
     """(K,) number of pixels of each item strictly above its level."""
-    x = level.astype(np.float64)[:, None]
-    start, stop = _row_range(cols, geom, x + cols.margin, np.full_like(cols.margin, np.inf))
-    counts = (stop - start).sum(1)
-    item, col, row = _expand(*_row_range(cols, geom, x - cols.margin, x + cols.margin))
+    (start, stop), (item, col, row) = _split_at(cols, geom, level)
     above = _values(cols, geom, item, col, row) > level[item]
-    return counts + np.bincount(item[above], minlength=len(counts))
+    return (stop - start).sum(1) + np.bincount(item[above], minlength=len(start))
 
 
 def values_between(
@@ -160,7 +179,8 @@ def values_between(
     """
     lo = low.astype(np.float64)[:, None] - cols.margin
     hi = high.astype(np.float64)[:, None] + cols.margin
-    item, col, row = _expand(*_row_range(cols, geom, lo, hi))
+    first, second, _ = _between(cols, geom, lo, hi)
+    item, col, row = _expand_runs(first, second)
     values = _values(cols, geom, item, col, row)
     keep = (values > low[item]) & (values <= high[item])
     return item[keep], values[keep]

@@ -72,18 +72,16 @@ def _cell_histograms(labels: np.ndarray, geom: Geometry, size: int) -> tuple[np.
         (indptr, concept, count).
     """
     n = labels.shape[0]
-    flat = labels.reshape(n, labels.shape[1], -1)
-    img, plane, pix = np.nonzero(flat)
-    concept = flat[img, plane, pix].astype(np.int64)
-    row = img * geom.num_cells + geom.cell_of_pixel[pix]
+    rows = np.arange(n)[:, None, None] * geom.num_cells + geom.cell_of_pixel[None, None, :]
+    keys = rows * size + labels.reshape(n, labels.shape[1], -1)
     if n * geom.num_cells * size <= DENSE_LIMIT:
-        dense = np.bincount(row * size + concept, minlength=n * geom.num_cells * size)
+        dense = np.bincount(keys.ravel(), minlength=n * geom.num_cells * size).reshape(-1, size)
+        dense[:, 0] = 0
         key = np.flatnonzero(dense)
-        count = dense[key]
+        count = dense.ravel()[key]
     else:
-        key, count = np.unique(row * size + concept, return_counts=True)
-    row_of_key = key // size
-    indptr = np.searchsorted(row_of_key, np.arange(n * geom.num_cells + 1))
+        key, count = np.unique(keys[keys % size > 0], return_counts=True)
+    indptr = np.searchsorted(key // size, np.arange(n * geom.num_cells + 1))
     return indptr, key % size, count
 
 
