@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -217,7 +216,7 @@ def bench_linearity(sizes: list[int], results: dict) -> None:
 
 # ---------------------------------------------------------------- memory and storage
 MEMORY_CHILD = """
-import resource, sys, time
+import sys
 sys.path.insert(0, {src!r})
 from types import SimpleNamespace as NS
 from netdissect.stages import thresholds, tally
@@ -225,7 +224,8 @@ acts, seg, folder = {acts!r}, {seg!r}, {folder!r}
 thresholds.coarse_chunk(NS(input=NS(acts=acts), output=NS(state=folder + '/mem-coarse.npz'), params=NS(label_size=(112, 112))))
 tally.tally_chunk(NS(input=NS(acts=acts, segment=seg, thresholds={thresholds!r}, concepts=folder + '/concepts.csv'),
                      output=NS(counts=folder + '/mem-tally.zarr'), params=NS()))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# peak RSS of this process image (ru_maxrss would include the parent's from before exec)
+print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])
 """
 
 
