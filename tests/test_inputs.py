@@ -42,3 +42,52 @@ def test_image_folder_with_torchvision_models(workflow_factory, tmp_path):
         assert len(table) == units
     index = pd.read_csv(wf.results / "data" / "index.csv")
     assert len(index) == 10 and index["image"].str.endswith(".png").all()
+
+
+FACTORY_SEGMENTER = '''
+import torch
+from torch import nn
+
+
+class Bright(nn.Module):
+    """Class 1 ('dark') where the image is dark, class 2 ('bright') where bright, never 0 (none)."""
+
+    def forward(self, x):
+        level = x.mean(1, keepdim=True)
+        return torch.cat([torch.full_like(level, -9.0), -level, level], 1)
+
+
+def bright():
+    return Bright()
+'''
+
+
+def test_factory_segmenter_and_factory_model(workflow_factory, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(8):
+        image = np.zeros((32, 32, 3), np.uint8)
+        y, x = rng.integers(0, 24, 2)
+        image[y : y + 8, x : x + 8] = 255
+        Image.fromarray(image).save(folder / f"{i}.png")
+    code = tmp_path / "seg.py"
+    code.write_text(FACTORY_SEGMENTER)
+    concepts = tmp_path / "concepts.csv"
+    concepts.write_text("name,category\ndark,lightness\nbright,lightness\n")
+    planted = tmp_path / "planted.py"
+    from test_planted import PLANTED_MODEL
+
+    planted.write_text(PLANTED_MODEL)
+    wf = workflow_factory(
+        {
+            "dataset": {"kind": "imagefolder", "root": str(folder), "split": None},
+            "model": {"name": None, "factory": f"{planted}:planted", "weights": None, "random_init": True,
+                      "layers": ["units"], "normalize": "none"},
+            "segmenter": {"kind": "factory", "factory": f"{code}:bright", "concepts": str(concepts)},
+            "quantile": 64 / (16 * 16),
+        }
+    )
+    wf.run()
+    units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv", keep_default_na=False)
+    assert list(units["label"][:2]) == ["bright", "bright"] and units["iou"][0] > 0.9

@@ -405,10 +405,10 @@ def build_torchvision_segmenter(name: str, weights: str, allow_pickle: bool = Fa
 
 @torch.inference_mode()
 def predict_torchvision(model: nn.Module, images: np.ndarray, size: tuple[int, int], batch_size: int = 8) -> np.ndarray:
-    """Label images with a torchvision segmentation model.
+    """Label images with a torchvision segmentation model (or a user's model with the same output).
 
     Args:
-        model: model returning a dict with ``'out'`` logits.
+        model: model returning (N, K+1, h', w') logits, or a dict with them under ``'out'``.
         images: uint8 (N, H, W, 3), ImageNet-normalised before the forward pass.
         size: (h, w) of the label planes; logits are resized bilinearly to it before the argmax.
         batch_size: images per forward pass.
@@ -418,8 +418,10 @@ def predict_torchvision(model: nn.Module, images: np.ndarray, size: tuple[int, i
     """
     model.eval()
     planes = [np.zeros((0, 1, *size), np.uint16)]
-    for begin in range(0, len(images), batch_size):
-        logits = model(preprocess(images[begin : begin + batch_size]))["out"]
-        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-        planes.append(logits.argmax(1, keepdim=True).numpy().astype(np.uint16))
+    with torch.inference_mode():
+        for begin in range(0, len(images), batch_size):
+            logits = model(preprocess(images[begin : begin + batch_size]))
+            logits = logits["out"] if isinstance(logits, dict) else logits
+            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+            planes.append(logits.argmax(1, keepdim=True).numpy().astype(np.uint16))
     return np.concatenate(planes)
