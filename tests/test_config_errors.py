@@ -68,9 +68,24 @@ def test_nested_command_line_strings_are_parsed():
     ],
 )
 def test_snakemake_stops_before_any_job(workflow_factory, override, expected):
+    """Each bad input stops a dry run with its message and no results folder."""
     wf = workflow_factory(override)
     proc = wf.run("-n", check=False)
     assert proc.returncode != 0
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (wf.folder / "results").exists()
+
+
+@pytest.mark.workflow
+def test_weights_that_do_not_fit_the_architecture_stop_the_run(workflow_factory, tmp_path):
+    import torch
+
+    from netdissect.classifier import scene_cnn
+
+    weights = tmp_path / "three_classes.pt"
+    torch.save(scene_cnn(num_classes=3).state_dict(), weights)
+    wf = workflow_factory({"model": {"weights": str(weights)}})
+    proc = wf.run("-n", check=False)
+    assert proc.returncode != 0 and str(weights) in proc.stderr and "fc.weight" in proc.stderr
+    assert "Traceback" not in proc.stderr

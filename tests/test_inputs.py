@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+import zarr
 from PIL import Image
 
 pytestmark = pytest.mark.workflow
@@ -28,7 +29,7 @@ def test_image_folder_with_torchvision_models(workflow_factory, tmp_path):
     torch.save(segmenter.state_dict(), seg_weights)
     wf = workflow_factory(
         {
-            "dataset": {"kind": "imagefolder", "root": str(folder), "split": None},
+            "dataset": {"kind": "imagefolder", "root": str(folder), "split": None, "resize": [40, 40]},
             "model": {"name": "resnet18", "num_classes": 5, "weights": str(weights), "layers": ["layer2", "layer3"]},
             "segmenter": {"kind": "torchvision", "name": "lraspp_mobilenet_v3_large", "weights": str(seg_weights)},
             "chunk_size": 6,
@@ -40,6 +41,8 @@ def test_image_folder_with_torchvision_models(workflow_factory, tmp_path):
     for layer, units in (("layer2", 128), ("layer3", 256)):
         table = pd.read_csv(wf.results / "dissect" / layer / "units.csv", keep_default_na=False)
         assert len(table) == units
+    store = zarr.open_group(str(wf.results / "segment" / "0000000-0000006.zarr"), mode="r")
+    assert store["labels"].shape == (6, 1, 20, 20)  # half the resized image
     index = pd.read_csv(wf.results / "data" / "index.csv")
     assert len(index) == 10 and index["image"].str.endswith(".png").all()
 

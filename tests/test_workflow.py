@@ -105,3 +105,15 @@ def test_incremental_reruns(workflow_factory):
     wf.set_config({**base, "dataset": {**base["dataset"], "size": 50}})  # rows 40-49 form a new chunk
     jobs = wf.dry_run_jobs()
     assert jobs["activations"] == 1 and jobs["segment_chunk"] == 1 and jobs["threshold_coarse_chunk"] == 1
+
+
+def test_trained_classifier_and_segmenter_report_their_quality(workflow_factory):
+    wf = workflow_factory({"segmenter": {"kind": "trained", "epochs": 1}, "model": {"layers": ["conv4"]}})
+    wf.run()
+    training = json.loads((wf.results / "model" / "training.json").read_text())
+    assert 0 <= training["val_accuracy"] <= 1 and len(training["classes"]) == 6
+    quality = json.loads((wf.results / "segmenter" / "quality.json").read_text())
+    assert set(quality["categories"]) == {"color", "object", "part", "material"}
+    assert 0 < quality["pixel_accuracy"] <= 1 and 0 <= quality["mean_iou"] <= 1 and quality["images"] == 50
+    units = pd.read_csv(wf.results / "dissect" / "conv4" / "units.csv", keep_default_na=False)
+    assert len(units) == 128
