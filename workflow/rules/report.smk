@@ -20,8 +20,10 @@ rule layer_figure:
 rule summary:
     input:
         units=expand(f"{RUN}/dissect/{{layer}}/units.csv", layer=LAYERS),
+        provenance=expand(f"{RUN}/dissect/{{layer}}/provenance.json", layer=LAYERS),
     output:
         summary=f"{RUN}/summary.csv",
+        provenance=f"{RUN}/provenance.json",
     params:
         layers=LAYERS,
     log:

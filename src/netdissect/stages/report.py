@@ -1,11 +1,13 @@
 """Report stage: a per-layer figure of detectors by category and concept, and a summary table of all layers."""
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import pandas as pd
 
-from ..stores import atomic_path, write_csv
+from ..stores import atomic_path, write_csv, write_json
 
 log = logging.getLogger("netdissect.report")
 TOP_CONCEPTS = 30
@@ -64,4 +66,6 @@ def summary(job) -> None:
             rows.append({"layer": layer, "category": category, "detectors": int(count), "concepts": concepts, "units": len(units)})
     table = pd.DataFrame(rows, columns=["layer", "category", "detectors", "concepts", "units"])
     write_csv(job.output.summary, table)
+    layers = {layer: json.loads(Path(path).read_text()) for layer, path in zip(job.params.layers, job.input.provenance)}
+    write_json(job.output.provenance, {"layers": layers})
     log.info("\n%s", table.to_string(index=False))
