@@ -7,6 +7,7 @@ measured in the same run, on synthetic Broden-format data generated here.
 
 See benchmarks/README.md for what each one measures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from netdissect.stages import segment as segment_stage  # noqa: E402
 from netdissect.stages import tally as tally_stage  # noqa: E402
 from netdissect.stages import thresholds as threshold_stage  # noqa: E402
 from netdissect.stores import open_group, write_csv, write_group  # noqa: E402
@@ -64,7 +64,9 @@ def concepts_csv(path: Path) -> None:
     import pandas as pd
 
     rows = concept_table()
-    write_csv(path, pd.DataFrame({"id": [r[0] for r in rows], "name": [r[1] for r in rows], "category": [r[2] for r in rows]}))
+    write_csv(
+        path, pd.DataFrame({"id": [r[0] for r in rows], "name": [r[1] for r in rows], "category": [r[2] for r in rows]})
+    )
 
 
 def make_stores(folder: Path, n: int, chunk: int) -> list[str]:
@@ -77,9 +79,16 @@ def make_stores(folder: Path, n: int, chunk: int) -> list[str]:
         names.append(name)
         rows = np.arange(start, stop)
         prov = {"provenance": {"inputs": {"dataset": name, "model": "bench", "layer": "layer4"}}, "skipped": []}
-        write_group(folder / "acts" / f"{name}.zarr", {"activations": activations(stop - start, start), "rows": rows}, prov, 32)
+        write_group(
+            folder / "acts" / f"{name}.zarr", {"activations": activations(stop - start, start), "rows": rows}, prov, 32
+        )
         seg = {"provenance": {"inputs": {"dataset": name, "segmenter": "synthetic"}}, "skipped": []}
-        write_group(folder / "seg" / f"{name}.zarr", {"labels": planes[start:stop], "image_labels": image[start:stop], "rows": rows}, seg, 64)
+        write_group(
+            folder / "seg" / f"{name}.zarr",
+            {"labels": planes[start:stop], "image_labels": image[start:stop], "rows": rows},
+            seg,
+            64,
+        )
     concepts_csv(folder / "concepts.csv")
     return names
 
@@ -87,7 +96,9 @@ def make_stores(folder: Path, n: int, chunk: int) -> list[str]:
 # ---------------------------------------------------------------- reduction
 def job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
     """A stage job: named inputs, outputs and params, as Snakemake passes them."""
-    return SimpleNamespace(input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params))
+    return SimpleNamespace(
+        input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params)
+    )
 
 
 def _run(task):
@@ -118,22 +129,37 @@ def reduction(folder: Path, names: list[str], workers: int, timings: dict | None
 
         mark = time.perf_counter()
         chunks(threshold_stage.coarse_chunk, {}, "coarse", label_size=size)
-        threshold_stage.coarse_reduce(job({"states": states("coarse")}, {"bracket": str(work / "coarse.npz")}, quantile=0.01, label_size=size))
+        threshold_stage.coarse_reduce(
+            job({"states": states("coarse")}, {"bracket": str(work / "coarse.npz")}, quantile=0.01, label_size=size)
+        )
         timings["coarse"], mark = time.perf_counter() - mark, time.perf_counter()
-        rounds = (("sample", "coarse", 4096, 4, threshold_stage.sample_reduce),
-                  ("refine", "sample", 4096, 1, threshold_stage.refine_reduce),
-                  ("exact", "refine", 0, 1, threshold_stage.exact_reduce))
+        rounds = (
+            ("sample", "coarse", 4096, 4, threshold_stage.sample_reduce),
+            ("refine", "sample", 4096, 1, threshold_stage.refine_reduce),
+            ("exact", "refine", 0, 1, threshold_stage.exact_reduce),
+        )
         for name, previous, nbins, stride, reduce in rounds:
             bracket = str(work / f"{previous}.npz")
-            chunks(threshold_stage.refine_chunk, {"bracket": bracket}, name, label_size=size, nbins=nbins, stride=stride)
-            output = {"table": str(work / "thresholds.csv")} if name == "exact" else {"bracket": str(work / f"{name}.npz")}
+            chunks(
+                threshold_stage.refine_chunk, {"bracket": bracket}, name, label_size=size, nbins=nbins, stride=stride
+            )
+            output = (
+                {"table": str(work / "thresholds.csv")} if name == "exact" else {"bracket": str(work / f"{name}.npz")}
+            )
             reduce(job({"states": states(name), "bracket": bracket, "acts": acts}, output, label_size=size))
             timings[name], mark = time.perf_counter() - mark, time.perf_counter()
         tasks = [
-            (tally_stage.tally_chunk,
-             {"acts": a, "segment": str(folder / "seg" / f"{c}.zarr"), "thresholds": str(work / "thresholds.csv"),
-              "concepts": str(folder / "concepts.csv")},
-             {"counts": str(work / "tally" / f"{c}.zarr")}, {})
+            (
+                tally_stage.tally_chunk,
+                {
+                    "acts": a,
+                    "segment": str(folder / "seg" / f"{c}.zarr"),
+                    "thresholds": str(work / "thresholds.csv"),
+                    "concepts": str(folder / "concepts.csv"),
+                },
+                {"counts": str(work / "tally" / f"{c}.zarr")},
+                {},
+            )
             for a, c in zip(acts, names)
         ]
         list(pool.map(_run, tasks))
@@ -151,15 +177,19 @@ def _read_chunk(paths):
 def bare_read(folder: Path, names: list[str], workers: int) -> float:
     start = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_read_chunk, [(str(folder / "acts" / f"{c}.zarr"), str(folder / "seg" / f"{c}.zarr")) for c in names]))
+        list(
+            pool.map(
+                _read_chunk, [(str(folder / "acts" / f"{c}.zarr"), str(folder / "seg" / f"{c}.zarr")) for c in names]
+            )
+        )
     return time.perf_counter() - start
 
 
 def per_image_numpy(folder: Path, names: list[str], images: int) -> float:
     """Seconds per image of a straightforward implementation: upsample every unit, threshold, count per concept."""
-    from netdissect.stages.tally import read_concepts
-
     import pandas as pd
+
+    from netdissect.stages.tally import read_concepts
 
     t = pd.read_csv(folder / "work2" / "thresholds.csv")["threshold"].to_numpy(np.float32)
     _, _, vocab = read_concepts(str(folder / "concepts.csv"))
@@ -211,7 +241,9 @@ def bench_linearity(sizes: list[int], results: dict) -> None:
         folder, names = prepared(n, 500)
         seconds[n] = reduction(folder, names, 2)
     base = sizes[0]
-    results["linearity"] = {str(n): {"seconds": s, "per_image_vs_smallest": (s / n) / (seconds[base] / base)} for n, s in seconds.items()}
+    results["linearity"] = {
+        str(n): {"seconds": s, "per_image_vs_smallest": (s / n) / (seconds[base] / base)} for n, s in seconds.items()
+    }
 
 
 # ---------------------------------------------------------------- memory and storage
@@ -230,8 +262,13 @@ print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]
 
 
 def peak_rss_mb(folder: Path, name: str, thresholds: Path) -> float:
-    code = MEMORY_CHILD.format(src=str(ROOT / "src"), acts=str(folder / "acts" / f"{name}.zarr"),
-                               seg=str(folder / "seg" / f"{name}.zarr"), folder=str(folder), thresholds=str(thresholds))
+    code = MEMORY_CHILD.format(
+        src=str(ROOT / "src"),
+        acts=str(folder / "acts" / f"{name}.zarr"),
+        seg=str(folder / "seg" / f"{name}.zarr"),
+        folder=str(folder),
+        thresholds=str(thresholds),
+    )
     for leftover in ("mem-coarse.npz", "mem-tally.zarr"):
         shutil.rmtree(folder / leftover, ignore_errors=True)
         (folder / leftover).unlink(missing_ok=True) if (folder / leftover).is_file() else None
@@ -255,8 +292,12 @@ def bench_memory(results: dict) -> None:
     if not thresholds.exists():
         reduction(base, names, 2)
     out = {}
-    cases = (("chunk 250", 1000, 250, "memory-1000-250"), ("chunk 1000", 1000, 1000, "memory-1000-1000"),
-             ("1000 images, chunk 500", 1000, 500, None), ("8000 images, chunk 500", 8000, 500, None))
+    cases = (
+        ("chunk 250", 1000, 250, "memory-1000-250"),
+        ("chunk 1000", 1000, 1000, "memory-1000-1000"),
+        ("1000 images, chunk 500", 1000, 500, None),
+        ("8000 images, chunk 500", 8000, 500, None),
+    )
     for label, n, chunk, name in cases:
         folder, names = prepared(n, chunk, name)
         out[label] = peak_rss_mb(folder, names[-1], thresholds)
@@ -304,17 +345,45 @@ def bench_activations(n: int, results: dict) -> None:
     bare = time.perf_counter() - start
     out = DATA / "act-out"
     shutil.rmtree(out, ignore_errors=True)
-    spec = {"name": "resnet18", "factory": None, "factory_args": {}, "weights": None, "random_init": True,
-            "allow_pickle": False, "normalize": "imagenet", "seed": 0, "num_classes": None, "digest": "bench"}
+    spec = {
+        "name": "resnet18",
+        "factory": None,
+        "factory_args": {},
+        "weights": None,
+        "random_init": True,
+        "allow_pickle": False,
+        "normalize": "imagenet",
+        "seed": 0,
+        "num_classes": None,
+        "digest": "bench",
+    }
     job_ = SimpleNamespace(
-        input=SimpleNamespace(), output=[str(out / "layer4" / "c.zarr")], threads=2,
-        params=SimpleNamespace(start=0, stop=n + 1, digest="bench", source={"kind": "broden", "root": str(world), "split": "val"},
-                               model=spec, image_size=(IMAGE, IMAGE), resize=None, batch_size=32, dtype="float16",
-                               device="cpu", skip_bad_images=False))
+        input=SimpleNamespace(),
+        output=[str(out / "layer4" / "c.zarr")],
+        threads=2,
+        params=SimpleNamespace(
+            start=0,
+            stop=n + 1,
+            digest="bench",
+            source={"kind": "broden", "root": str(world), "split": "val"},
+            model=spec,
+            image_size=(IMAGE, IMAGE),
+            resize=None,
+            batch_size=32,
+            dtype="float16",
+            device="cpu",
+            skip_bad_images=False,
+        ),
+    )
     start = time.perf_counter()
     act_stage.activations_chunk(job_)
     dump = time.perf_counter() - start
-    results["activations"] = {"images": n, "bare_forward_images_per_s": n / bare, "dump_images_per_s": n / dump, "ratio": bare / dump}
+    results["activations"] = {
+        "images": n,
+        "bare_forward_images_per_s": n / bare,
+        "dump_images_per_s": n / dump,
+        "ratio": bare / dump,
+    }
 
 
 # ---------------------------------------------------------------- end to end
@@ -333,21 +402,47 @@ def bench_e2e(n: int, results: dict) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     config = {
-        "run": "e2e", "dataset": {"kind": "broden", "root": str(world), "split": "val"},
+        "run": "e2e",
+        "dataset": {"kind": "broden", "root": str(world), "split": "val"},
         "model": {"name": "resnet18", "weights": None, "random_init": True, "layers": ["layer4"]},
-        "segmenter": {"kind": "dataset"}, "chunk_size": 500,
+        "segmenter": {"kind": "dataset"},
+        "chunk_size": 500,
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
-                    str(work / "config.yaml"), "--cores", "2", "--quiet", "all"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "config.yaml"),
+            "--cores",
+            "2",
+            "--quiet",
+            "all",
+        ],
+        check=True,
+        capture_output=True,
+    )
     seconds = time.perf_counter() - start
     results["e2e"] = {"images": n, "seconds": seconds, "reference_seconds": 375, "ratio_vs_reference": 375 / seconds}
 
 
 # ---------------------------------------------------------------- report
 def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            l.split(":", 1)[1].strip()
+            for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
@@ -356,36 +451,61 @@ def write_results(results: dict) -> None:
     r = results.get("reduction")
     if r:
         lines += [
-            "## Threshold + IoU reduction (512 units, 7x7, 112x112 labels, 4 planes)", "",
-            "| measure | images/s | ratio |", "|---|---|---|",
+            "## Threshold + IoU reduction (512 units, 7x7, 112x112 labels, 4 planes)",
+            "",
+            "| measure | images/s | ratio |",
+            "|---|---|---|",
             f"| pipeline, 2 cores ({r['images']} images) | {r['pipeline_images_per_s_2_cores']:.0f} | 1 |",
             f"| pipeline, 1 core | {r['pipeline_images_per_s_1_core']:.0f} | speedup 1 -> 2 cores: {r['speedup_1_to_2_cores']:.2f}x |",
             f"| per-image numpy baseline (same counts, 1 core) | {r['per_image_numpy_images_per_s']:.1f} | pipeline is {r['ratio_vs_per_image_numpy']:.1f}x |",
             f"| bare read of the stores, 2 cores | {r['bare_read_images_per_s_2_cores']:.0f} | |",
-            f"| NetDissect-Lite tally (reference, measured on this kind of machine) | 41 | pipeline is {r['ratio_vs_reference']:.1f}x |", "",
-            "Per round (2 cores, images/s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["round_images_per_s_2_cores"].items()), "",
+            f"| NetDissect-Lite tally (reference, measured on this kind of machine) | 41 | pipeline is {r['ratio_vs_reference']:.1f}x |",
+            "",
+            "Per round (2 cores, images/s): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in r["round_images_per_s_2_cores"].items()),
+            "",
         ]
     if "linearity" in results:
-        lines += ["## Cost against images (2 cores)", "", "| images | seconds | per-image cost vs smallest |", "|---|---|---|"]
-        lines += [f"| {n} | {v['seconds']:.1f} | {v['per_image_vs_smallest']:.2f} |" for n, v in results["linearity"].items()] + [""]
+        lines += [
+            "## Cost against images (2 cores)",
+            "",
+            "| images | seconds | per-image cost vs smallest |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {v['seconds']:.1f} | {v['per_image_vs_smallest']:.2f} |" for n, v in results["linearity"].items()
+        ] + [""]
     if "memory_mb" in results:
         lines += ["## Peak RSS of a chunk job (thresholds round 1 + tally)", "", "| case | MB |", "|---|---|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in results["memory_mb"].items()] + [""]
     if "storage" in results:
         s = results["storage"]
-        lines += ["## Storage", "", f"- activation stores: {s['activation_bytes_vs_float64']:.3f} of float64 bytes",
-                  f"- label stores: {s['label_compression']:.1f}x smaller than raw uint16", ""]
+        lines += [
+            "## Storage",
+            "",
+            f"- activation stores: {s['activation_bytes_vs_float64']:.3f} of float64 bytes",
+            f"- label stores: {s['label_compression']:.1f}x smaller than raw uint16",
+            "",
+        ]
     if "activations" in results:
         a = results["activations"]
-        lines += ["## Activation dumps (ResNet-18 layer4, 224-pixel PNGs, 2 cores)", "",
-                  f"- bare torch forward loop over decoded images: {a['bare_forward_images_per_s']:.1f} images/s",
-                  f"- activation stage (decode, forward, check, store): {a['dump_images_per_s']:.1f} images/s",
-                  f"- ratio: {a['ratio']:.2f} of the bare loop", ""]
+        lines += [
+            "## Activation dumps (ResNet-18 layer4, 224-pixel PNGs, 2 cores)",
+            "",
+            f"- bare torch forward loop over decoded images: {a['bare_forward_images_per_s']:.1f} images/s",
+            f"- activation stage (decode, forward, check, store): {a['dump_images_per_s']:.1f} images/s",
+            f"- ratio: {a['ratio']:.2f} of the bare loop",
+            "",
+        ]
     if "e2e" in results:
         e = results["e2e"]
-        lines += ["## End to end (Broden format, ResNet-18 layer4, dataset labels, snakemake --cores 2)", "",
-                  f"- {e['images']} images: {e['seconds']:.0f} s; NetDissect-Lite took {e['reference_seconds']} s on this kind "
-                  f"of machine: {e['ratio_vs_reference']:.2f}x faster", ""]
+        lines += [
+            "## End to end (Broden format, ResNet-18 layer4, dataset labels, snakemake --cores 2)",
+            "",
+            f"- {e['images']} images: {e['seconds']:.0f} s; NetDissect-Lite took {e['reference_seconds']} s on this kind "
+            f"of machine: {e['ratio_vs_reference']:.2f}x faster",
+            "",
+        ]
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -393,7 +513,9 @@ def write_results(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=4000)
-    parser.add_argument("--only", choices=["reduction", "linearity", "memory", "storage", "activations", "e2e"], action="append")
+    parser.add_argument(
+        "--only", choices=["reduction", "linearity", "memory", "storage", "activations", "e2e"], action="append"
+    )
     args = parser.parse_args()
     chosen = args.only or ["reduction", "linearity", "memory", "storage", "activations"]
     results: dict = {}

@@ -1,4 +1,5 @@
 """Shared fixtures: running the workflow with snakemake on tiny configurations in a temporary folder."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,11 +1,20 @@
 """The column-wise cell scan gives exactly what evaluating every pixel gives, ties and flat columns included."""
+
 import numpy as np
 import pytest
 
 from netdissect.cellscan import Columns, count_above, pixels_above, values_between
 from netdissect.upsample import cell_pixel_values, corner_values, geometry
 
-SIZES = [(7, 7, 112, 112), (14, 14, 112, 112), (7, 9, 113, 50), (3, 4, 7, 11), (16, 16, 8, 8), (1, 1, 6, 6), (5, 5, 5, 5)]
+SIZES = [
+    (7, 7, 112, 112),
+    (14, 14, 112, 112),
+    (7, 9, 113, 50),
+    (3, 4, 7, 11),
+    (16, 16, 8, 8),
+    (1, 1, 6, 6),
+    (5, 5, 5, 5),
+]
 
 
 @pytest.mark.parametrize("h,w,H,W", SIZES)
@@ -27,7 +36,9 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
 
     item, pixel = pixels_above(cols, geom, level)
     rows, pos = np.nonzero(values > level[:, None])
-    assert sorted(zip(item.tolist(), pixel.tolist())) == sorted(zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist()))
+    assert sorted(zip(item.tolist(), pixel.tolist())) == sorted(
+        zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist())
+    )
 
     low, high = (level - 0.3).astype(np.float32), (level + 0.2).astype(np.float32)
     item, got = values_between(cols, geom, low, high)

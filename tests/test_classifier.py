@@ -1,4 +1,5 @@
 """Tests of the builtin scene classifier and its training."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """Bad configuration stops the run before any job, with one message naming the key and what is allowed."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,12 +31,24 @@ def test_default_config_is_valid():
         ({"chunk_size": 0}, "'chunk_size'"),
         ({"chunk_size": "big"}, "'chunk_size'"),
         ({"sise": 3}, "unknown config key 'sise'"),
-        ({"dataset": {"sise": 3}}, "unknown config key 'sise' in 'dataset'; allowed: kind, resize, root, size, skip_bad_images, split"),
+        (
+            {"dataset": {"sise": 3}},
+            "unknown config key 'sise' in 'dataset'; allowed: kind, resize, root, size, skip_bad_images, split",
+        ),
         ({"dataset": {"kind": "brodn"}}, "'dataset.kind': 'brodn' is not one of: synthetic, broden, imagefolder"),
-        ({"dataset": {"kind": "broden", "root": "/nonexistent/broden"}}, "'dataset.root': folder '/nonexistent/broden' does not exist"),
+        (
+            {"dataset": {"kind": "broden", "root": "/nonexistent/broden"}},
+            "'dataset.root': folder '/nonexistent/broden' does not exist",
+        ),
         ({"dataset": {"kind": "broden"}}, "'dataset.root' must name the broden folder"),
-        ({"segmenter": {"kind": "magic"}}, "'segmenter.kind': 'magic' is not one of: dataset, trained, torchvision, factory"),
-        ({"segmenter": {"kind": "torchvision", "name": "fcn_resnet9"}}, "'segmenter.name': 'fcn_resnet9' is not one of"),
+        (
+            {"segmenter": {"kind": "magic"}},
+            "'segmenter.kind': 'magic' is not one of: dataset, trained, torchvision, factory",
+        ),
+        (
+            {"segmenter": {"kind": "torchvision", "name": "fcn_resnet9"}},
+            "'segmenter.name': 'fcn_resnet9' is not one of",
+        ),
         ({"model": {"weights": None}}, "set model.random_init: true"),
         ({"model": {"weights": "/nonexistent/w.pt"}}, "'model.weights': file '/nonexistent/w.pt' does not exist"),
         ({"model": {"factory": "x.py:f"}}, "set exactly one of them"),
@@ -49,7 +62,9 @@ def test_bad_values_name_the_key(override, expected):
 
 
 def test_nested_command_line_strings_are_parsed():
-    config = merged(DEFAULT, {"classifier": {"epochs": "2", "lr": "0.5"}, "dataset": {"resize": "[32, 48]", "size": "null"}})
+    config = merged(
+        DEFAULT, {"classifier": {"epochs": "2", "lr": "0.5"}, "dataset": {"resize": "[32, 48]", "size": "null"}}
+    )
     checked = validate(config, SCHEMA)
     assert checked["classifier"]["epochs"] == 2 and checked["classifier"]["lr"] == 0.5
     assert checked["dataset"]["resize"] == [32, 48] and checked["dataset"]["size"] is None
@@ -62,7 +77,10 @@ def test_nested_command_line_strings_are_parsed():
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ({"model": {"layers": ["conv3", "conv9"]}}, "layer 'conv9' not found (did you mean conv4, conv3, conv2?); valid layers: conv1,"),
+        (
+            {"model": {"layers": ["conv3", "conv9"]}},
+            "layer 'conv9' not found (did you mean conv4, conv3, conv2?); valid layers: conv1,",
+        ),
         ({"model": {"name": "resnet1800"}}, "resnet1800"),
         ({"quantile": 2}, "'quantile'"),
     ],

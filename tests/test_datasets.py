@@ -83,12 +83,18 @@ def broden(tmp_path: Path) -> Path:
     _label_png(images / "a/o1.png", np.full((4, 4), 700))
     _label_png(images / "b/o2.png", np.full((4, 4), 257))
     _write_csv(root / "index.csv", HEADER, _index_rows())
-    _write_csv(root / "label.csv", ["number", "name", "category", "frequency", "coverage", "syns"],
-               [[n, name, cat, 1, 0.5, ""] for n, name, cat in LABELS])
+    _write_csv(
+        root / "label.csv",
+        ["number", "name", "category", "frequency", "coverage", "syns"],
+        [[n, name, cat, 1, 0.5, ""] for n, name, cat in LABELS],
+    )
     for category in ("color", "object", "part", "scene", "texture"):
         rows = [(n, name) for n, name, cat in LABELS if category in cat]
-        _write_csv(root / f"c_{category}.csv", ["code", "number", "name", "frequency", "coverage"],
-                   [[code, n, name, 1, 0.5] for code, (n, name) in enumerate(rows, 1)])
+        _write_csv(
+            root / f"c_{category}.csv",
+            ["code", "number", "name", "frequency", "coverage"],
+            [[code, n, name, 1, 0.5] for code, (n, name) in enumerate(rows, 1)],
+        )
     return root
 
 
@@ -138,10 +144,16 @@ def test_concepts_and_primary_categories(broden: Path) -> None:
 
 def test_concepts_from_c_files_without_category_column(broden: Path) -> None:
     _write_csv(broden / "label.csv", ["number", "name"], [[n, name] for n, name, _ in LABELS])
-    _write_csv(broden / "c_part.csv", ["code", "number", "name", "frequency", "coverage"],
-               [[1, 513, "leg", 5, 0.1], [2, 257, "dog", 1, 0.1]])
-    _write_csv(broden / "c_object.csv", ["code", "number", "name", "frequency", "coverage"],
-               [[1, 257, "dog", 3, 0.1], [2, 513, "leg", 2, 0.1], [3, 600, "wheel", 1, 0.1], [4, 700, "sky", 1, 0.1]])
+    _write_csv(
+        broden / "c_part.csv",
+        ["code", "number", "name", "frequency", "coverage"],
+        [[1, 513, "leg", 5, 0.1], [2, 257, "dog", 1, 0.1]],
+    )
+    _write_csv(
+        broden / "c_object.csv",
+        ["code", "number", "name", "frequency", "coverage"],
+        [[1, 257, "dog", 3, 0.1], [2, 513, "leg", 2, 0.1], [3, 600, "wheel", 1, 0.1], [4, 700, "sky", 1, 0.1]],
+    )
     table = open_dataset("broden", broden).concepts()
     category = dict(zip(table["id"], table["category"]))
     assert category[257] == "object" and category[513] == "part" and category[600] == "object"
@@ -150,7 +162,11 @@ def test_concepts_from_c_files_without_category_column(broden: Path) -> None:
 
 def test_categories(broden: Path) -> None:
     assert open_dataset("broden", broden).categories() == [
-        ("color", "pixel"), ("object", "pixel"), ("part", "pixel"), ("scene", "image"), ("texture", "image")
+        ("color", "pixel"),
+        ("object", "pixel"),
+        ("part", "pixel"),
+        ("scene", "image"),
+        ("texture", "image"),
     ]
 
 
@@ -288,12 +304,18 @@ def test_image_modes_load_as_uint8_rgb(tmp_path: Path) -> None:
         "gray.png": (Image.fromarray(gray), np.stack([gray] * 3, -1)),
         "rgba.png": (Image.fromarray(np.dstack([rgb, np.full((3, 4), 7, np.uint8)])), rgb),
         "gray16.png": (Image.fromarray(gray.astype(np.uint16) * 257), np.stack([gray] * 3, -1)),
-        "int.tif": (Image.fromarray(np.array([[-5, 70000, 256 * 9, 300]], np.int32)),
-                    np.array([[0, 255, 9, 1]], np.uint8)[..., None].repeat(3, -1)),
-        "float.tif": (Image.fromarray(np.array([[0.0, 0.5, 1.0, -1.0]], np.float32)),
-                      np.array([[0, 128, 255, 0]], np.uint8)[..., None].repeat(3, -1)),
-        "float255.tif": (Image.fromarray(np.array([[0.0, 10.4, 300.0, 2.0]], np.float32)),
-                         np.array([[0, 10, 255, 2]], np.uint8)[..., None].repeat(3, -1)),
+        "int.tif": (
+            Image.fromarray(np.array([[-5, 70000, 256 * 9, 300]], np.int32)),
+            np.array([[0, 255, 9, 1]], np.uint8)[..., None].repeat(3, -1),
+        ),
+        "float.tif": (
+            Image.fromarray(np.array([[0.0, 0.5, 1.0, -1.0]], np.float32)),
+            np.array([[0, 128, 255, 0]], np.uint8)[..., None].repeat(3, -1),
+        ),
+        "float255.tif": (
+            Image.fromarray(np.array([[0.0, 10.4, 300.0, 2.0]], np.float32)),
+            np.array([[0, 10, 255, 2]], np.uint8)[..., None].repeat(3, -1),
+        ),
     }
     palette = Image.fromarray(np.array([[0, 1], [1, 2]], np.uint8), "P")
     palette.putpalette([10, 20, 30, 40, 50, 60, 70, 80, 90])

@@ -1,4 +1,5 @@
 """Bad data and bad numbers: each is rejected naming the file, layer or image, or handled and recorded."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,9 @@ from test_planted import PLANTED_MODEL, write_broden
 
 pytestmark = pytest.mark.workflow
 
-NAN_MODEL = PLANTED_MODEL + '''
+NAN_MODEL = (
+    PLANTED_MODEL
+    + '''
 
 class Scaled(Indicators):
     """Unit 0 is multiplied by ``value`` (NaN, or huge) on images whose top-left pixel is red."""
@@ -30,11 +33,18 @@ def faulty(value):
     model.units = Scaled(value)
     return model
 '''
+)
 
 
 def config(root, model_file, factory="planted", **extra):
-    model = {"name": None, "factory": f"{model_file}:{factory}", "weights": None, "random_init": True,
-             "layers": ["units"], "normalize": "none"}
+    model = {
+        "name": None,
+        "factory": f"{model_file}:{factory}",
+        "weights": None,
+        "random_init": True,
+        "layers": ["units"],
+        "normalize": "none",
+    }
     model.update(extra.pop("model", {}))
     return {
         "dataset": {"kind": "broden", "root": str(root), "split": None, **extra.pop("dataset", {})},
@@ -90,7 +100,9 @@ def test_nan_activations_name_layer_and_image(workflow_factory, broden):
     Image.fromarray(image).save(root / "images" / "4.png")
     wf = workflow_factory(config(root, model_file, factory="faulty", model={"factory_args": {"value": float("nan")}}))
     proc = wf.run(check=False)
-    assert proc.returncode != 0 and "layer 'units' produced NaN or infinite activations for dataset row 4" in proc.stderr
+    assert (
+        proc.returncode != 0 and "layer 'units' produced NaN or infinite activations for dataset row 4" in proc.stderr
+    )
 
 
 def test_float16_overflow_is_refused_and_float32_works(workflow_factory, broden):
@@ -100,7 +112,11 @@ def test_float16_overflow_is_refused_and_float32_works(workflow_factory, broden)
     Image.fromarray(image).save(root / "images" / "4.png")
     huge = config(root, model_file, factory="faulty", model={"factory_args": {"value": 1e6}})
     proc = workflow_factory(huge).run(check=False)
-    assert proc.returncode != 0 and "beyond the float16 range" in proc.stderr and "activations.dtype: float32" in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "beyond the float16 range" in proc.stderr
+        and "activations.dtype: float32" in proc.stderr
+    )
     wf = workflow_factory({**huge, "activations": {"dtype": "float32"}}, name="f32")
     wf.run()
     store = zarr.open_group(str(wf.results / "activations" / "units" / "0000000-0000012.zarr"), mode="r")

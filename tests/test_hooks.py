@@ -1,4 +1,5 @@
 """Tests of the layer hooks that capture and edit activations."""
+
 from collections import OrderedDict
 
 import pytest
@@ -116,9 +117,8 @@ def test_bad_mask_and_units_raise() -> None:
     with LayerHooks(_model(), edits={"a": UnitEdit([0], mask=torch.ones(5, 5, dtype=torch.bool))}) as hooks:
         with pytest.raises(ValueError, match="mask"):
             hooks.run(X)
-    with LayerHooks(_model(), edits={"a": UnitEdit([3])}) as hooks:
-        with pytest.raises(ValueError, match="out of range"):
-            hooks.run(X)
+    with LayerHooks(_model(), edits={"a": UnitEdit([3])}) as hooks, pytest.raises(ValueError, match="out of range"):
+        hooks.run(X)
 
 
 def test_tuple_outputs_edit_first_element() -> None:
@@ -137,9 +137,8 @@ def test_hooks_removed_after_exit_and_error() -> None:
     assert not model.a._forward_hooks and not model.b._forward_hooks
     with pytest.raises(RuntimeError, match="inside"):
         hooks.run(X)
-    with pytest.raises(ZeroDivisionError):
-        with LayerHooks(model, capture=["a", "b"]):
-            1 / 0
+    with pytest.raises(ZeroDivisionError), LayerHooks(model, capture=["a", "b"]):
+        _ = 1 / 0
     assert not model.a._forward_hooks and not model.b._forward_hooks
     torch.testing.assert_close(model(X), _b(_a(X)))
 

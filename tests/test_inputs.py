@@ -1,5 +1,6 @@
 """Other inputs end to end: a plain image folder labelled by a torchvision segmenter, a torchvision classifier
 loaded from a local weights file (DataParallel checkpoint)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,9 @@ def test_image_folder_with_torchvision_models(workflow_factory, tmp_path):
     classifier = torchvision.models.resnet18(weights=None, num_classes=5)
     weights = tmp_path / "resnet18.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in classifier.state_dict().items()}}, weights)
-    segmenter = torchvision.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
+    segmenter = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=21
+    )
     seg_weights = tmp_path / "lraspp.pt"
     torch.save(segmenter.state_dict(), seg_weights)
     wf = workflow_factory(
@@ -85,8 +88,14 @@ def test_factory_segmenter_and_factory_model(workflow_factory, tmp_path):
     wf = workflow_factory(
         {
             "dataset": {"kind": "imagefolder", "root": str(folder), "split": None},
-            "model": {"name": None, "factory": f"{planted}:planted", "weights": None, "random_init": True,
-                      "layers": ["units"], "normalize": "none"},
+            "model": {
+                "name": None,
+                "factory": f"{planted}:planted",
+                "weights": None,
+                "random_init": True,
+                "layers": ["units"],
+                "normalize": "none",
+            },
             "segmenter": {"kind": "factory", "factory": f"{code}:bright", "concepts": str(concepts)},
             "quantile": 64 / (16 * 16),
         }

@@ -1,4 +1,5 @@
 """Tests of model building, weight loading, layer lookup and preprocessing."""
+
 import hashlib
 from pathlib import Path
 

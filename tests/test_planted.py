@@ -1,4 +1,5 @@
 """A planted model on a Broden-format folder written here: units built to indicate chosen concepts are recovered."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,7 +59,9 @@ def write_broden(root, n=24, side=32, seed=0):
         for name, plane in (("obj", obj), ("mat", mat)):
             rgb = np.stack([plane % 256, plane // 256, np.zeros_like(plane)], -1).astype(np.uint8)
             Image.fromarray(rgb).save(root / "images" / f"{i}_{name}.png")
-        rows.append(f"{i}.png,{'train' if i % 4 else 'val'},{side},{side},{half},{half},{i}_obj.png,{i}_mat.png,{3 + i % 2}")
+        rows.append(
+            f"{i}.png,{'train' if i % 4 else 'val'},{side},{side},{half},{half},{i}_obj.png,{i}_mat.png,{3 + i % 2}"
+        )
     (root / "index.csv").write_text("image,split,ih,iw,sh,sw,object,material,scene\n" + "\n".join(rows) + "\n")
     (root / "label.csv").write_text(
         "number,name,category,frequency,coverage,syns\n1,square,object(24),24,0,\n3,indoor,scene(12),12,0,\n"
@@ -74,8 +77,14 @@ def test_planted_units_are_recovered(workflow_factory, tmp_path):
     wf = workflow_factory(
         {
             "dataset": {"kind": "broden", "root": str(root), "split": None},
-            "model": {"name": None, "factory": f"{model_file}:planted", "weights": None, "random_init": True,
-                      "layers": ["units"], "normalize": "none"},
+            "model": {
+                "name": None,
+                "factory": f"{model_file}:planted",
+                "weights": None,
+                "random_init": True,
+                "layers": ["units"],
+                "normalize": "none",
+            },
             "segmenter": {"kind": "dataset"},
             "quantile": 16 / 256,
             "chunk_size": 10,

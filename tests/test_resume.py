@@ -1,4 +1,5 @@
 """Killed runs resume: SIGKILL of a chunk job, or of snakemake itself, then a rerun gives identical results."""
+
 from __future__ import annotations
 
 import os

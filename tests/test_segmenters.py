@@ -1,4 +1,5 @@
 """Tests of the trained SegNet segmenter, segmentation scores and torchvision segmenters."""
+
 from pathlib import Path
 
 import numpy as np

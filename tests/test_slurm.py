@@ -1,4 +1,5 @@
 """A tiny run submitted through SLURM (a real one-node cluster on localhost) equals a local run."""
+
 from __future__ import annotations
 
 import shutil
@@ -31,10 +32,14 @@ def test_slurm_run_equals_local_run(cluster, workflow_factory):
     local.run()
     remote = workflow_factory(config, name="slurm")
     remote.run(
-        "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"),
-        "--jobs", "4",
-        "--slurm-init-seconds-before-status-checks", "1",
-        "--slurm-logdir", str(remote.folder / "slurm-logs"),
+        "--workflow-profile",
+        str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--jobs",
+        "4",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--slurm-logdir",
+        str(remote.folder / "slurm-logs"),
         "--slurm-keep-successful-logs",
     )
     got = outputs(remote.results)

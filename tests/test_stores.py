@@ -1,4 +1,5 @@
 """Atomic outputs, provenance checks and the refusal to mix stores built from different inputs."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace as NS
@@ -8,16 +9,21 @@ import pandas as pd
 import pytest
 
 from netdissect.stages import tally as tally_stage
-from netdissect.stores import StoreError, atomic_path, open_group, write_csv, write_group
+from netdissect.stores import (
+    StoreError,
+    atomic_path,
+    open_group,
+    write_csv,
+    write_group,
+)
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
     target = tmp_path / "out.zarr"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.mkdir()
-            (tmp / "part").write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "part").write_text("half")
+        raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -35,19 +41,29 @@ def test_store_without_provenance_is_not_trusted(tmp_path):
 def make_chunk(folder, dataset_digest, model="m"):
     rows = np.arange(4)
     acts = np.random.default_rng(0).random((4, 2, 3, 3)).astype(np.float16)
-    write_group(folder / "acts.zarr", {"activations": acts, "rows": rows},
-                {"provenance": {"inputs": {"dataset": dataset_digest, "model": model, "layer": "l"}}})
+    write_group(
+        folder / "acts.zarr",
+        {"activations": acts, "rows": rows},
+        {"provenance": {"inputs": {"dataset": dataset_digest, "model": model, "layer": "l"}}},
+    )
     labels = np.ones((4, 1, 6, 6), np.uint16)
-    write_group(folder / "seg.zarr", {"labels": labels, "image_labels": np.zeros((4, 1), np.uint16), "rows": rows},
-                {"provenance": {"inputs": {"dataset": "chunk-A", "segmenter": "s"}}})
+    write_group(
+        folder / "seg.zarr",
+        {"labels": labels, "image_labels": np.zeros((4, 1), np.uint16), "rows": rows},
+        {"provenance": {"inputs": {"dataset": "chunk-A", "segmenter": "s"}}},
+    )
     write_csv(folder / "concepts.csv", pd.DataFrame({"id": [1], "name": ["x"], "category": ["object"]}))
     write_csv(folder / "t.csv", pd.DataFrame({"unit": [0, 1], "threshold": [0.5, 0.5]}))
 
 
 def tally_job(folder):
     return NS(
-        input=NS(acts=str(folder / "acts.zarr"), segment=str(folder / "seg.zarr"), thresholds=str(folder / "t.csv"),
-                 concepts=str(folder / "concepts.csv")),
+        input=NS(
+            acts=str(folder / "acts.zarr"),
+            segment=str(folder / "seg.zarr"),
+            thresholds=str(folder / "t.csv"),
+            concepts=str(folder / "concepts.csv"),
+        ),
         output=NS(counts=str(folder / "counts.zarr")),
         params=NS(),
     )
@@ -67,7 +83,12 @@ def test_tally_reduce_refuses_chunks_of_different_models(tmp_path):
         make_chunk(folder, "chunk-A", model)
         tally_stage.tally_chunk(tally_job(folder))
         counts.append(str(folder / "counts.zarr"))
-    job = NS(input=NS(counts=counts, thresholds=str(tmp_path / "a" / "t.csv"), concepts=str(tmp_path / "a" / "concepts.csv")),
-             output=NS(tally=str(tmp_path / "tally.zarr")), params=NS(union="all", quantile=0.01))
+    job = NS(
+        input=NS(
+            counts=counts, thresholds=str(tmp_path / "a" / "t.csv"), concepts=str(tmp_path / "a" / "concepts.csv")
+        ),
+        output=NS(tally=str(tmp_path / "tally.zarr")),
+        params=NS(union="all", quantile=0.01),
+    )
     with pytest.raises(StoreError, match="model differs"):
         tally_stage.tally_reduce(job)

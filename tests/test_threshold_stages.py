@@ -1,4 +1,5 @@
 """The threshold stage functions chained over chunk stores, including the rescan when a sampled interval misses."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace as NS
@@ -25,14 +26,25 @@ def run_rounds(tmp_path, acts_paths, quantile, spoil_sample=False):
 
     for a, s in zip(acts_paths, states("coarse")):
         T.coarse_chunk(job({"acts": a}, {"state": s}, label_size=SIZE))
-    T.coarse_reduce(job({"states": states("coarse")}, {"bracket": str(tmp_path / "coarse.npz")}, quantile=quantile, label_size=SIZE))
-    rounds = (("sample", "coarse", 4096, 4, T.sample_reduce), ("refine", "sample", 4096, 1, T.refine_reduce),
-              ("exact", "refine", 0, 1, T.exact_reduce))
+    T.coarse_reduce(
+        job({"states": states("coarse")}, {"bracket": str(tmp_path / "coarse.npz")}, quantile=quantile, label_size=SIZE)
+    )
+    rounds = (
+        ("sample", "coarse", 4096, 4, T.sample_reduce),
+        ("refine", "sample", 4096, 1, T.refine_reduce),
+        ("exact", "refine", 0, 1, T.exact_reduce),
+    )
     for name, previous, nbins, stride, reduce in rounds:
         bracket = str(tmp_path / f"{previous}.npz")
         for a, s in zip(acts_paths, states(name)):
-            T.refine_chunk(job({"acts": a, "bracket": bracket}, {"state": s}, label_size=SIZE, nbins=nbins, stride=stride))
-        out = {"table": str(tmp_path / "thresholds.csv")} if name == "exact" else {"bracket": str(tmp_path / f"{name}.npz")}
+            T.refine_chunk(
+                job({"acts": a, "bracket": bracket}, {"state": s}, label_size=SIZE, nbins=nbins, stride=stride)
+            )
+        out = (
+            {"table": str(tmp_path / "thresholds.csv")}
+            if name == "exact"
+            else {"bracket": str(tmp_path / f"{name}.npz")}
+        )
         reduce(job({"states": states(name), "bracket": bracket, "acts": acts_paths}, out, label_size=SIZE))
         if name == "sample" and spoil_sample:
             arrays, meta = load_state(tmp_path / "sample.npz")
@@ -48,8 +60,11 @@ def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
     paths = []
     for i, (a, b) in enumerate(((0, 9), (9, 17), (17, 23))):
         path = tmp_path / "acts" / f"{i}.zarr"
-        write_group(path, {"activations": acts[a:b], "rows": np.arange(a, b)},
-                    {"provenance": {"inputs": {"dataset": str(i), "model": "m", "layer": "l"}}})
+        write_group(
+            path,
+            {"activations": acts[a:b], "rows": np.arange(a, b)},
+            {"provenance": {"inputs": {"dataset": str(i), "model": "m", "layer": "l"}}},
+        )
         paths.append(str(path))
     table, meta = run_rounds(tmp_path, paths, 0.02, spoil)
     values = upsample(acts.astype(np.float32), SIZE).transpose(1, 0, 2, 3).reshape(6, -1)

@@ -4,7 +4,15 @@ import torch
 
 from netdissect.upsample import cell_bounds, corner_values, geometry, upsample
 
-SIZES = [(7, 7, 112, 112), (14, 14, 112, 112), (7, 9, 113, 50), (5, 5, 5, 5), (3, 4, 7, 11), (1, 1, 6, 6), (16, 16, 8, 8)]
+SIZES = [
+    (7, 7, 112, 112),
+    (14, 14, 112, 112),
+    (7, 9, 113, 50),
+    (5, 5, 5, 5),
+    (3, 4, 7, 11),
+    (1, 1, 6, 6),
+    (16, 16, 8, 8),
+]
 
 
 @pytest.mark.parametrize("h,w,H,W", SIZES)

@@ -1,4 +1,5 @@
 """The whole workflow through snakemake on tiny configurations: results, brute-force agreement, reruns."""
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,9 @@ def test_results_identical_for_chunk_sizes_and_cores(workflow_factory):
 
 
 def test_incremental_reruns(workflow_factory):
-    wf = workflow_factory({**RANDOM_MODEL, "dataset": {"size": 40}, "model": {**RANDOM_MODEL["model"], "layers": ["conv3"]}})
+    wf = workflow_factory(
+        {**RANDOM_MODEL, "dataset": {"size": 40}, "model": {**RANDOM_MODEL["model"], "layers": ["conv3"]}}
+    )
     wf.run()
     base = wf.config
 

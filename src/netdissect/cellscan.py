@@ -6,6 +6,7 @@ monotone in i, so the rows above a level form one contiguous run found by binary
 is within the rounding margin of the level are evaluated exactly, so results are identical to evaluating every
 pixel (``upsample.cell_pixel_values``) while touching about one pixel per column.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -106,9 +107,13 @@ def _between(cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray):
     narrow_start, narrow_stop = _rows_above(cols, geom, high)
     narrow_start = np.maximum(narrow_start, wide_start)
     narrow_stop = np.minimum(narrow_stop, wide_stop)
-    return (wide_start, np.maximum(wide_start, narrow_start)), (np.minimum(narrow_stop, wide_stop), wide_stop), (
-        narrow_start,
-        narrow_stop,
+    return (
+        (wide_start, np.maximum(wide_start, narrow_start)),
+        (np.minimum(narrow_stop, wide_stop), wide_stop),
+        (
+            narrow_start,
+            narrow_stop,
+        ),
     )
 
 
@@ -158,7 +163,9 @@ def pixels_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.n
     item_s, col_s, row_s = _expand(*sure)
     keep = _values(cols, geom, item_d, col_d, row_d) > level[item_d]
     item = np.concatenate([item_s, item_d[keep]])
-    pixel = _pixel_index(geom, cols.cells[item], np.concatenate([col_s, col_d[keep]]), np.concatenate([row_s, row_d[keep]]))
+    pixel = _pixel_index(
+        geom, cols.cells[item], np.concatenate([col_s, col_d[keep]]), np.concatenate([row_s, row_d[keep]])
+    )
     return item, pixel
 
 
@@ -169,9 +176,7 @@ def count_above(cols: Columns, geom: Geometry, level: np.ndarray) -> np.ndarray:
     return (stop - start).sum(1) + np.bincount(item[above], minlength=len(start))
 
 
-def values_between(
-    cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def values_between(cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every pixel value v of the items with low < v <= high.
 
     Returns:

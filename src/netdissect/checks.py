@@ -1,4 +1,5 @@
 """Checks that need the network itself, run once when the workflow is planned, before any job starts."""
+
 from __future__ import annotations
 
 from .models import ModelError, ModelSpec, build_model, resolve_layers

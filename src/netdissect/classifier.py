@@ -2,6 +2,7 @@
 
 Training helpers shared with the segmenter (thread limits, seeded batches, flips) live here too.
 """
+
 from __future__ import annotations
 
 import time

@@ -3,9 +3,8 @@
 Everything here is cheap (no torch import), so the Snakefile runs it at every parse. Checks that need the model
 itself (layer names, weights against the architecture) live in ``netdissect.checks``.
 """
-from __future__ import annotations
 
-from .errors import NetdissectError
+from __future__ import annotations
 
 import copy
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
+
+from .errors import NetdissectError
 
 TORCHVISION_SEGMENTERS = (
     "fcn_resnet50",
@@ -45,9 +46,7 @@ def _accepts_string(schema: dict) -> bool:
     types = [types] if isinstance(types, str) else types
     if "string" in types or any(isinstance(v, str) for v in schema.get("enum", [])):
         return True
-    if "$ref" in schema and schema["$ref"].endswith("nullable_string"):
-        return True
-    return False
+    return "$ref" in schema and schema["$ref"].endswith("nullable_string")
 
 
 def _accepts_null(schema: dict) -> bool:
@@ -149,11 +148,10 @@ def semantic_problems(cfg: dict) -> list[str]:
     kind = seg["kind"]
     if kind in ("dataset", "trained") and ds["kind"] == "imagefolder":
         problems.append(f"config key 'segmenter.kind': {kind!r} needs a labelled dataset; use torchvision or factory")
-    if kind == "torchvision":
-        if seg["name"] not in TORCHVISION_SEGMENTERS:
-            problems.append(
-                f"config key 'segmenter.name': {seg['name']!r} is not one of: {', '.join(TORCHVISION_SEGMENTERS)}"
-            )
+    if kind == "torchvision" and seg["name"] not in TORCHVISION_SEGMENTERS:
+        problems.append(
+            f"config key 'segmenter.name': {seg['name']!r} is not one of: {', '.join(TORCHVISION_SEGMENTERS)}"
+        )
     if kind == "factory":
         if seg["factory"] is None:
             problems.append("config key 'segmenter.factory' must be set for segmenter.kind: factory")

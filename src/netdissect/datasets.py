@@ -12,6 +12,7 @@ Error messages number the rows of a CSV file from 0 after its header, skipping b
 this is ``Record.index``). Opening a
 dataset and listing its records is cheap (no torch, no per-row file access), so it can run at DAG-parse time.
 """
+
 from __future__ import annotations
 
 import csv
@@ -146,9 +147,7 @@ def _deferred_record(index: int, split: str, sizes: _Sizes, layout: _Layout, row
         The record.
     """
     record = object.__new__(Record)
-    record.__dict__.update(
-        index=index, split=split, image_size=sizes[0], label_size=sizes[1], _deferred=(layout, row)
-    )
+    record.__dict__.update(index=index, split=split, image_size=sizes[0], label_size=sizes[1], _deferred=(layout, row))
     return record
 
 
@@ -366,8 +365,13 @@ class ImageFolderDataset(Dataset):
 
     def concepts(self) -> pd.DataFrame:
         """An empty concept table."""
-        return pd.DataFrame({"id": pd.Series([], dtype=np.int64), "name": pd.Series([], dtype=str),
-                             "category": pd.Series([], dtype=str)})
+        return pd.DataFrame(
+            {
+                "id": pd.Series([], dtype=np.int64),
+                "name": pd.Series([], dtype=str),
+                "category": pd.Series([], dtype=str),
+            }
+        )
 
     def categories(self) -> list[tuple[str, str]]:
         """No categories."""

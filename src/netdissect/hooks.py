@@ -6,6 +6,7 @@ edited and captured is captured after its edits. When a module returns a tuple, 
 and captured; the other elements pass through untouched. When a module runs several times in one forward
 pass, each call is edited and the last call is captured.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence

@@ -1,4 +1,5 @@
 """IoU of units and concepts from merged counts, and the labels they give each unit."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,9 +35,7 @@ def iou_matrix(counts: Counts, vocab: Vocabulary, union: str = "all") -> np.ndar
     return out
 
 
-def label_units(
-    iou: np.ndarray, concepts: pd.DataFrame, thresholds: np.ndarray, iou_threshold: float
-) -> pd.DataFrame:
+def label_units(iou: np.ndarray, concepts: pd.DataFrame, thresholds: np.ndarray, iou_threshold: float) -> pd.DataFrame:
     """One row per unit: its best concept overall and in every category.
 
     Args:

@@ -4,6 +4,7 @@ A model is described by a :class:`ModelSpec`: either a named architecture (torch
 models or a builtin such as ``scene_cnn``) or a user factory function, plus a weights file. Weights load
 with ``weights_only`` by default, so arbitrary pickled code never runs unless the user allows it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -330,7 +331,7 @@ def _suggestions(name: str, valid: list[str], limit: int = 40) -> list[str]:
     shared: list[str] = []
     for depth in range(len(parts) - 1, 0, -1):
         prefix = ".".join(parts[:depth]) + "."
-        shared = [v for v in valid if v.startswith(prefix) and "." not in v[len(prefix):]]
+        shared = [v for v in valid if v.startswith(prefix) and "." not in v[len(prefix) :]]
         if shared:
             break
     top = [v for v in valid if "." not in v]

@@ -3,6 +3,7 @@
 Chunks are fixed row ranges of the selected images ([start, stop) after the split is chosen); a chunk's jobs
 depend only on its own rows, so growing ``dataset.size`` adds chunks without touching the full ones.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Provenance: what every output was built from (config, package versions, content digests)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -12,6 +12,7 @@ order in which chunks are merged:
 2. refine: exact pixel values, only in cells that can reach (lo, hi], on 4096 bins spanning (lo, hi];
 3. exact: the distinct values inside the one bin that holds t, which pins t down exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

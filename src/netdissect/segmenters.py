@@ -4,6 +4,7 @@ Two kinds: :class:`SegNet`, a small encoder-decoder trained here on a dataset's 
 per pixel category, one image head per image-level category), and torchvision's semantic segmentation
 models loaded from a weights file (Pascal VOC classes). Labels are global concept ids, 0 meaning none.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -24,8 +25,27 @@ from .config import TORCHVISION_SEGMENTERS
 from .models import ModelError, apply_state_dict, preprocess, read_state_dict
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 _SEGNET_FORMAT = "netdissect-segnet-1"
 
@@ -87,9 +107,7 @@ class SegNet(nn.Module):
         out_level = int(math.log2(stride))
         self.skip_levels = tuple(range(2, out_level - 1, -1))
         self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in self.skip_levels)
-        self.pixel_heads = nn.ModuleDict(
-            {c: nn.Conv2d(widths[out_level], k, 1) for c, k in self.pixel_classes.items()}
-        )
+        self.pixel_heads = nn.ModuleDict({c: nn.Conv2d(widths[out_level], k, 1) for c, k in self.pixel_classes.items()})
         self.image_heads = nn.ModuleDict({c: nn.Linear(2 * widths[3], k) for c, k in self.image_classes.items()})
 
     @property

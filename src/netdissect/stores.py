@@ -4,21 +4,23 @@ Every output is built under a temporary sibling name and moved into place only w
 never leaves a half-written store that a rerun would trust. Every store records its provenance in its
 attributes (zarr) or beside it; consumers compare provenance to refuse mixing stores built from different inputs.
 """
-from __future__ import annotations
 
-from .errors import NetdissectError
+from __future__ import annotations
 
 import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
+
+from .errors import NetdissectError
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
@@ -67,7 +69,11 @@ def write_group(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str
         group = zarr.open_group(str(tmp), mode="w")
         for name, data in arrays.items():
             data = np.asarray(data)
-            chunks = data.shape if not chunk_rows or data.ndim == 0 else (min(chunk_rows, max(len(data), 1)),) + data.shape[1:]
+            chunks = (
+                data.shape
+                if not chunk_rows or data.ndim == 0
+                else (min(chunk_rows, max(len(data), 1)),) + data.shape[1:]
+            )
             chunks = tuple(max(c, 1) for c in chunks)
             array = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, compressors=COMPRESSOR)
             if data.size:
@@ -131,9 +137,8 @@ def require_same(stores: dict[str, dict], key: str) -> Any:
 
 def save_state(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write an internal per-chunk state (npz) atomically, with JSON metadata."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, _provenance_json=np.array(json.dumps(_jsonable(meta))), **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, _provenance_json=np.array(json.dumps(_jsonable(meta))), **arrays)
 
 
 def load_state(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

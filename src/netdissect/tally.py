@@ -11,6 +11,7 @@ unit u and concept c the chunk contributes
 Counts are exact integers that add up over chunks. Cells wholly above a threshold contribute their label
 histogram at once; only cells whose corners straddle it are evaluated pixel by pixel.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields

@@ -10,6 +10,7 @@ wholly below it. This module computes that geometry and the exact per-pixel valu
 All arithmetic is float32, in one fixed order of operations, so every pass (thresholds, counts, the
 reference full upsampling) sees bit-identical values for the same pixel whatever the batch or chunk.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

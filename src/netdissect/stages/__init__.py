@@ -4,6 +4,7 @@ A stage function takes one ``job`` argument with attributes ``input``, ``output`
 lists, or any objects with the same attributes in tests), ``threads`` and ``wildcards``. Expected failures
 (bad input, inconsistent stores) are reported as one clear line on stderr and in the log, without a traceback.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -38,6 +39,7 @@ STAGES = {
     "layer_figure": "report:layer_figure",
     "summary": "report:summary",
 }
+
 
 class StageError(NetdissectError):
     """A stage cannot proceed; the message names the file, layer or image at fault."""

@@ -1,4 +1,5 @@
 """Activations stage: one forward pass over a chunk's images, dumping every requested layer to its own store."""
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,9 @@ def _check_values(name: str, values: np.ndarray, rows: list[int], dtype: str) ->
     per_image = values.reshape(len(values), -1)
     bad = ~np.isfinite(per_image).all(1)
     if bad.any():
-        raise StageError(f"layer {name!r} produced NaN or infinite activations for dataset row {rows[int(np.argmax(bad))]}")
+        raise StageError(
+            f"layer {name!r} produced NaN or infinite activations for dataset row {rows[int(np.argmax(bad))]}"
+        )
     if dtype == "float16":
         big = (np.abs(per_image) > FLOAT16_MAX).any(1)
         if big.any():
@@ -56,7 +59,9 @@ def activations_chunk(job) -> None:
     start = time.time()
     try:
         with LayerHooks(model, capture=layers, stop_after_capture=True) as hooks, torch.inference_mode():
-            for images, kept in image_batches(records, p.batch_size, p.image_size, p.resize, p.skip_bad_images, skipped):
+            for images, kept in image_batches(
+                records, p.batch_size, p.image_size, p.resize, p.skip_bad_images, skipped
+            ):
                 if not kept:
                     continue
                 batch = normalise(images)

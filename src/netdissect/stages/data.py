@@ -1,4 +1,5 @@
 """Data stage: write the synthetic world, and the index of the images a run dissects."""
+
 from __future__ import annotations
 
 import logging

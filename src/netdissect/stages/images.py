@@ -1,10 +1,11 @@
 """Decoding a chunk's images in batches on a background thread, skipping or rejecting bad ones."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 

@@ -1,7 +1,8 @@
 """Building the dissected model from a rule's params (shared by the model stages)."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def load_model(spec: dict, weights_input: str | None, device: str):
     torch_device = torch.device(device)
     model.to(torch_device).eval()
     if spec["normalize"] == "imagenet":
-        normalise: Callable[[np.ndarray], "torch.Tensor"] = lambda images: preprocess(images, IMAGENET_MEAN, IMAGENET_STD)
+        normalise: Callable[[np.ndarray], torch.Tensor] = lambda images: preprocess(images, IMAGENET_MEAN, IMAGENET_STD)
     else:
         normalise = lambda images: preprocess(images, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # noqa: E731
     return model, torch_device, normalise

@@ -1,4 +1,5 @@
 """Report stage: a per-layer figure of detectors by category and concept, and a summary table of all layers."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,11 @@ def detector_counts(units: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
     detectors = units[units["detector"]]
     per_category = detectors.groupby("category").size().sort_values(ascending=False)
     per_concept = (
-        detectors.groupby(["label", "category"]).size().rename("units").reset_index().sort_values(["units", "label"], ascending=[False, True])
+        detectors.groupby(["label", "category"])
+        .size()
+        .rename("units")
+        .reset_index()
+        .sort_values(["units", "label"], ascending=[False, True])
     )
     return per_category, per_concept
 
@@ -63,7 +68,15 @@ def summary(job) -> None:
         per_category, per_concept = detector_counts(units)
         for category, count in per_category.items():
             concepts = int((per_concept["category"] == category).sum())
-            rows.append({"layer": layer, "category": category, "detectors": int(count), "concepts": concepts, "units": len(units)})
+            rows.append(
+                {
+                    "layer": layer,
+                    "category": category,
+                    "detectors": int(count),
+                    "concepts": concepts,
+                    "units": len(units),
+                }
+            )
     table = pd.DataFrame(rows, columns=["layer", "category", "detectors", "concepts", "units"])
     write_csv(job.output.summary, table)
     layers = {layer: json.loads(Path(path).read_text()) for layer, path in zip(job.params.layers, job.input.provenance)}

@@ -1,4 +1,5 @@
 """Segment stage: the concept table, per-chunk label stores from the chosen segmenter, and segmenter quality."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ import pandas as pd
 
 from ..datasets import DatasetError, load_label_planes
 from ..plan import chunk_records, open_source
-from ..provenance import record
+from ..provenance import record as provenance_record
 from ..stores import open_group, write_csv, write_group, write_json
 from . import StageError
 from .images import Skipped, image_batches
@@ -72,7 +73,12 @@ def _model_labels(job, records, skipped: Skipped):
     """Labels predicted by a model segmenter, plus ground truth when the dataset has it (for quality)."""
     import torch
 
-    from ..segmenters import build_torchvision_segmenter, load_segnet, predict_labels, predict_torchvision
+    from ..segmenters import (
+        build_torchvision_segmenter,
+        load_segnet,
+        predict_labels,
+        predict_torchvision,
+    )
 
     p = job.params
     torch.set_num_threads(max(1, job.threads))
@@ -101,7 +107,12 @@ def _factory_segmenter(spec: dict, allow_pickle: bool):
     from ..models import ModelSpec, build_model
 
     return build_model(
-        ModelSpec(factory=spec["factory"], weights=spec["weights"], random_init=spec["weights"] is None, allow_pickle=allow_pickle)
+        ModelSpec(
+            factory=spec["factory"],
+            weights=spec["weights"],
+            random_init=spec["weights"] is None,
+            allow_pickle=allow_pickle,
+        )
     )
 
 
@@ -124,7 +135,11 @@ def _quality_counts(pred: np.ndarray, truth_records, label_size, categories: lis
             labelled[c] += int(mask.sum())
             both = np.bincount(truth[(guess == truth) & mask], minlength=size)[:size]
             inter += both
-            union += np.bincount(truth.ravel(), minlength=size)[:size] + np.bincount(guess.ravel(), minlength=size)[:size] - both
+            union += (
+                np.bincount(truth.ravel(), minlength=size)[:size]
+                + np.bincount(guess.ravel(), minlength=size)[:size]
+                - both
+            )
     union[0] = inter[0] = 0
     return {"correct": correct, "labelled": labelled, "intersection": inter, "union": union}
 
@@ -158,7 +173,11 @@ def segment_chunk(job) -> None:
         job.output.store,
         arrays,
         {
-            "provenance": record("segment", {"segmenter": p.segmenter, "label_size": p.label_size}, {"dataset": p.digest, "segmenter": p.segmenter_digest}),
+            "provenance": provenance_record(
+                "segment",
+                {"segmenter": p.segmenter, "label_size": p.label_size},
+                {"dataset": p.digest, "segmenter": p.segmenter_digest},
+            ),
             "skipped": skipped.entries,
         },
         chunk_rows=CHUNK_ROWS,

@@ -1,4 +1,5 @@
 """Tally stage: per-chunk integer counts, their reduction into the IoU matrix, and the unit labels."""
+
 from __future__ import annotations
 
 import logging
@@ -6,10 +7,19 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..iou import iou_matrix, label_units as best_labels
+from ..iou import iou_matrix
+from ..iou import label_units as best_labels
 from ..provenance import record
-from ..stores import open_group, provenance, require_same, write_csv, write_group, write_json
-from ..tally import Counts, Vocabulary, tally_chunk as count_chunk
+from ..stores import (
+    open_group,
+    provenance,
+    require_same,
+    write_csv,
+    write_group,
+    write_json,
+)
+from ..tally import Counts, Vocabulary
+from ..tally import tally_chunk as count_chunk
 from . import StageError
 
 log = logging.getLogger("netdissect.tally")
@@ -41,7 +51,9 @@ def tally_chunk(job) -> None:
     require_same({job.input.acts: acts_prov["inputs"], job.input.segment: seg_prov["inputs"]}, "dataset")
     thresholds = pd.read_csv(job.input.thresholds)["threshold"].to_numpy(np.float32)
     concepts, _, vocab = read_concepts(job.input.concepts)
-    rows, in_acts, in_seg = _aligned_rows(acts_group["rows"][:], seg_group["rows"][:], job.input.acts, job.input.segment)
+    rows, in_acts, in_seg = _aligned_rows(
+        acts_group["rows"][:], seg_group["rows"][:], job.input.acts, job.input.segment
+    )
     acts, labels, image_labels = acts_group["activations"], seg_group["labels"], seg_group["image_labels"]
     if acts.shape[1] != len(thresholds):
         raise StageError(f"{job.input.acts} has {acts.shape[1]} units but {job.input.thresholds} {len(thresholds)}")
@@ -61,7 +73,11 @@ def tally_chunk(job) -> None:
         job.output.counts,
         _public_counts(total, ids) | {"rows": rows},
         {
-            "provenance": record("tally", {"label_size": list(labels.shape[-2:])}, {**acts_prov["inputs"], "segmentation": seg_prov["inputs"]}),
+            "provenance": record(
+                "tally",
+                {"label_size": list(labels.shape[-2:])},
+                {**acts_prov["inputs"], "segmentation": seg_prov["inputs"]},
+            ),
             "images": total.images,
             "pixels": total.pixels,
         },
@@ -117,7 +133,11 @@ def tally_reduce(job) -> None:
             "provenance": record(
                 "tally",
                 {"union": job.params.union, "quantile": job.params.quantile},
-                {"model": first["model"], "layer": first["layer"], "chunks": sorted(o["dataset"] for o in origins.values())},
+                {
+                    "model": first["model"],
+                    "layer": first["layer"],
+                    "chunks": sorted(o["dataset"] for o in origins.values()),
+                },
             ),
             "concept_ids": ids,
             "categories": categories,

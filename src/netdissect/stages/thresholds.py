@@ -6,6 +6,7 @@
    the reduce itself, reading the activation stores) and narrow it to one of 4096 bins;
 4. exact: the distinct values of that bin give t.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,14 @@ import numpy as np
 import pandas as pd
 
 from .. import quantile as Q
-from ..stores import load_state, open_group, provenance, require_same, save_state, write_csv
+from ..stores import (
+    load_state,
+    open_group,
+    provenance,
+    require_same,
+    save_state,
+    write_csv,
+)
 from ..upsample import geometry
 from . import StageError
 

@@ -1,4 +1,5 @@
 """Training stages: the scene classifier to dissect, and the segmenter that labels the dissected images."""
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,14 @@ def _scene_targets(records: list[Record], scene_ids: list[int]) -> np.ndarray:
 def _schedule(job) -> dict:
     """The training loop settings a rule passes (epochs, batch size, learning rate, seed, threads)."""
     p = job.params
-    return {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "seed": p.seed, "threads": job.threads, "log": log.info}
+    return {
+        "epochs": p.epochs,
+        "batch_size": p.batch_size,
+        "lr": p.lr,
+        "seed": p.seed,
+        "threads": job.threads,
+        "log": log.info,
+    }
 
 
 def train_classifier(job) -> None:
@@ -57,13 +65,16 @@ def train_classifier(job) -> None:
     )
     with atomic_path(job.output.weights) as tmp:
         torch.save(model.state_dict(), tmp)
-    write_json(job.output.metrics, {**metrics, "classes": p.scene_names, "weights_sha256": file_digest(job.output.weights)})
+    write_json(
+        job.output.metrics, {**metrics, "classes": p.scene_names, "weights_sha256": file_digest(job.output.weights)}
+    )
     log.info("validation accuracy %.3f", metrics["val_accuracy"])
 
 
 def train_segmenter(job) -> None:
     """Train the segmenter on the train split's ground-truth labels (one head per category)."""
-    from ..segmenters import SegmenterVocabulary, train_segmenter as train
+    from ..segmenters import SegmenterVocabulary
+    from ..segmenters import train_segmenter as train
 
     p = job.params
     records = _split(p.source, "train")

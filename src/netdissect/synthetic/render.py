@@ -91,13 +91,13 @@ class Canvas:
 
     def polygon(self, points: list[tuple[float, float]]) -> np.ndarray:
         """Filled convex polygon, vertices in either winding order."""
-        crosses = np.broadcast_arrays(*[
-            (x1 - x0) * (self.y - y0) - (y1 - y0) * (self.x - x0)
-            for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1])
-        ])
-        return np.all(np.greater_equal(crosses, 0), axis=0) | np.all(
-            np.less_equal(crosses, 0), axis=0
+        crosses = np.broadcast_arrays(
+            *[
+                (x1 - x0) * (self.y - y0) - (y1 - y0) * (self.x - x0)
+                for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1])
+            ]
         )
+        return np.all(np.greater_equal(crosses, 0), axis=0) | np.all(np.less_equal(crosses, 0), axis=0)
 
     def discs(self, cx: np.ndarray, cy: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Union of filled circles given as arrays of centres and radii."""
@@ -341,12 +341,12 @@ def _tree(c: Canvas, x: float, bottom: float, height: float, leaves: Choice, con
     rng = c.rng
     trunk_w = _thick(c, height * rng.uniform(0.07, 0.11))
     trunk_top = bottom - height * (0.3 if conifer else 0.5)
-    c.paint(c.rect(x - trunk_w / 2, trunk_top, x + trunk_w / 2, bottom), "tree", "trunk",
-            Look(_pick(rng, BARK), "wood"))
+    c.paint(
+        c.rect(x - trunk_w / 2, trunk_top, x + trunk_w / 2, bottom), "tree", "trunk", Look(_pick(rng, BARK), "wood")
+    )
     if conifer:
         half = height * rng.uniform(0.22, 0.32)
-        crown = c.polygon([(x - half, bottom - 0.2 * height), (x, bottom - height),
-                           (x + half, bottom - 0.2 * height)])
+        crown = c.polygon([(x - half, bottom - 0.2 * height), (x, bottom - height), (x + half, bottom - 0.2 * height)])
     else:
         r = height * rng.uniform(0.26, 0.36)
         cy = bottom - height + r
@@ -366,8 +366,7 @@ def _flowers(c: Canvas, x: float, y: float, spread: float) -> None:
     """A bed of small same-coloured flowers."""
     rng = c.rng
     n = rng.integers(8, 18)
-    mask = c.discs(rng.normal(x, spread, n), rng.normal(y, 0.35 * spread, n),
-                   rng.uniform(0.015, 0.026, n))
+    mask = c.discs(rng.normal(x, spread, n), rng.normal(y, 0.35 * spread, n), rng.uniform(0.015, 0.026, n))
     color = _pick(rng, (("red", "yellow", "pink", "purple", "white", "orange"), None))
     c.paint(mask, "flower", None, Look(color, "foliage"))
 
@@ -397,12 +396,19 @@ def _car(c: Canvas, x: float, bottom: float, width: float) -> None:
     d = 1.0 if rng.random() < 0.5 else -1.0
     body = _pick(rng, VIVID)
     low, high = bottom - 0.55 * h, bottom - h
-    cabin = c.polygon([(x - 0.38 * w * d, low), (x - 0.26 * w * d, high),
-                       (x + 0.16 * w * d, high), (x + 0.3 * w * d, low)])
+    cabin = c.polygon(
+        [(x - 0.38 * w * d, low), (x - 0.26 * w * d, high), (x + 0.16 * w * d, high), (x + 0.3 * w * d, low)]
+    )
     hood = c.rect(x - w / 2, low, x + w / 2, bottom - 0.12 * h)
     c.paint(cabin | hood, "car", "car-body", Look(body, "metal"))
-    glass = c.polygon([(x - 0.31 * w * d, low), (x - 0.22 * w * d, high + 0.1 * h),
-                       (x + 0.13 * w * d, high + 0.1 * h), (x + 0.23 * w * d, low)])
+    glass = c.polygon(
+        [
+            (x - 0.31 * w * d, low),
+            (x - 0.22 * w * d, high + 0.1 * h),
+            (x + 0.13 * w * d, high + 0.1 * h),
+            (x + 0.23 * w * d, low),
+        ]
+    )
     c.paint(glass, "car", "car-window", Look(_pick(rng, (("blue", "black", "gray"), None)), "glass"))
     r = 0.11 * w
     wheels = c.discs(np.array([x - 0.3 * w, x + 0.3 * w]), np.full(2, bottom - r), np.full(2, r))
@@ -427,8 +433,13 @@ def _building(c: Canvas, x0: float, x1: float, top: float, bottom: float) -> Non
     if rng.random() < 0.35:
         cloth = _pick(rng, (("red", "green", "blue", "orange", "purple"), None))
         look = _textured(rng, cloth, "fabric", "striped")
-        c.paint(c.rect(dx - 0.02, door_top - 0.045, dx + door_w + 0.02, door_top - 0.01),
-                "building", "awning", look, angle=0.0)
+        c.paint(
+            c.rect(dx - 0.02, door_top - 0.045, dx + door_w + 0.02, door_top - 0.01),
+            "building",
+            "awning",
+            look,
+            angle=0.0,
+        )
     door = _pick(rng, (("brown", "red", "black", "green"), (0.55, 0.2, 0.15, 0.1)))
     c.paint(c.rect(dx, door_top, dx + door_w, bottom), "building", "house-door", Look(door, "wood"))
 
@@ -439,8 +450,9 @@ def _roof(c: Canvas, x0: float, x1: float, top: float) -> None:
     color = _pick(rng, (("red", "brown", "black", "gray"), (0.35, 0.25, 0.2, 0.2)))
     look = Look(color, "tile" if color in ("red", "brown") else "metal")
     if rng.random() < 0.5:
-        mask = c.polygon([(x0 - 0.02, top + 0.005), ((x0 + x1) / 2, top - rng.uniform(0.06, 0.14)),
-                          (x1 + 0.02, top + 0.005)])
+        mask = c.polygon(
+            [(x0 - 0.02, top + 0.005), ((x0 + x1) / 2, top - rng.uniform(0.06, 0.14)), (x1 + 0.02, top + 0.005)]
+        )
     else:
         mask = c.rect(x0 - 0.01, top - rng.uniform(0.025, 0.04), x1 + 0.01, top + 0.005)
     c.paint(mask, "building", "roof", look)
@@ -492,8 +504,9 @@ def _boat(c: Canvas, x: float, waterline: float, width: float) -> None:
     rng = c.rng
     w = width
     top = waterline - 0.16 * w
-    hull = c.polygon([(x - w / 2, top), (x + w / 2, top), (x + 0.36 * w, waterline + 0.03 * w),
-                      (x - 0.36 * w, waterline + 0.03 * w)])
+    hull = c.polygon(
+        [(x - w / 2, top), (x + w / 2, top), (x + 0.36 * w, waterline + 0.03 * w), (x - 0.36 * w, waterline + 0.03 * w)]
+    )
     color = _pick(rng, (("white", "red", "brown", "blue", "yellow", "black"), None))
     c.paint(hull, "boat", "hull", Look(color, "wood" if color == "brown" else "metal"))
     if rng.random() < 0.2:
@@ -502,8 +515,9 @@ def _boat(c: Canvas, x: float, waterline: float, width: float) -> None:
     mast_w = _thick(c, 0.025 * w)
     mast_top = top - rng.uniform(0.75, 1.0) * w
     c.paint(c.rect(x - mast_w / 2, mast_top, x + mast_w / 2, top), "boat", "mast", Look("brown", "wood"))
-    sail = c.polygon([(x + d * mast_w, top - 0.06 * w), (x + d * mast_w, mast_top + 0.04 * w),
-                      (x + d * 0.45 * w, top - 0.06 * w)])
+    sail = c.polygon(
+        [(x + d * mast_w, top - 0.06 * w), (x + d * mast_w, mast_top + 0.04 * w), (x + d * 0.45 * w, top - 0.06 * w)]
+    )
     cloth = _pick(rng, (("white", "red", "yellow", "orange"), (0.55, 0.2, 0.15, 0.1)))
     c.paint(sail, "boat", "sail", _maybe_patterned(rng, cloth, "fabric", 0.3, ("striped",)))
 
@@ -532,8 +546,12 @@ def _door(c: Canvas, x0: float, x1: float, top: float, bottom: float) -> None:
     c.paint(c.rect(x0, top, x1, bottom), "door", None, Look(color, "wood"))
     r = _thick(c, 0.012)
     kx = x0 + 0.8 * (x1 - x0) if rng.random() < 0.5 else x0 + 0.2 * (x1 - x0)
-    c.paint(c.ellipse(kx, (top + bottom) / 2 + 0.03, r, r), "door", None,
-            Look(_pick(rng, (("yellow", "gray"), None)), "metal"))
+    c.paint(
+        c.ellipse(kx, (top + bottom) / 2 + 0.03, r, r),
+        "door",
+        None,
+        Look(_pick(rng, (("yellow", "gray"), None)), "metal"),
+    )
 
 
 def _bed(c: Canvas, x0: float, x1: float, bottom: float, height: float) -> None:
@@ -547,8 +565,12 @@ def _bed(c: Canvas, x0: float, x1: float, bottom: float, height: float) -> None:
     mattress_top = bottom - 0.55 * height
     cloth = _pick(rng, CLOTH)
     blanket = _maybe_patterned(rng, cloth, "fabric", 0.65)
-    c.paint(c.rect(x0 + board_w * (not flip), mattress_top, x1 - board_w * flip, bottom - 0.08 * height),
-            "bed", "blanket", blanket)
+    c.paint(
+        c.rect(x0 + board_w * (not flip), mattress_top, x1 - board_w * flip, bottom - 0.08 * height),
+        "bed",
+        "blanket",
+        blanket,
+    )
     px = hx1 + 0.06 if not flip else hx0 - 0.06
     pillow = _pick(rng, (("white", "pink", "yellow", "blue"), (0.55, 0.15, 0.15, 0.15)))
     c.paint(c.ellipse(px, mattress_top - 0.01, 0.055, 0.03), "bed", "pillow", Look(pillow, "fabric"))
@@ -576,8 +598,9 @@ def _lamp(c: Canvas, x: float, bottom: float, height: float) -> None:
     mask |= c.rect(x - 0.1 * h, bottom - _thick(c, 0.02), x + 0.1 * h, bottom)
     c.paint(mask, "lamp", "lamp-post", Look(metal, "metal"))
     top = bottom - h
-    shade = c.polygon([(x - 0.1 * h, top), (x + 0.1 * h, top), (x + 0.17 * h, top + 0.25 * h),
-                       (x - 0.17 * h, top + 0.25 * h)])
+    shade = c.polygon(
+        [(x - 0.1 * h, top), (x + 0.1 * h, top), (x + 0.17 * h, top + 0.25 * h), (x - 0.17 * h, top + 0.25 * h)]
+    )
     cloth = _pick(rng, (("yellow", "white", "orange", "red", "pink"), None))
     c.paint(shade, "lamp", "lampshade", Look(cloth, "fabric"))
 
@@ -606,8 +629,10 @@ def _street(c: Canvas) -> None:
             gap = rng.uniform(0.0, 0.03)
             _building(c, x0 + gap, x1 - gap, rng.uniform(0.15, road_top - 0.28), road_top)
     _road(c, road_top, 1.01)
-    items = [(b, partial(_car, c, rng.uniform(0.1, 0.9), b, rng.uniform(0.2, 0.32)))
-             for b in rng.uniform(road_top + 0.12, 0.98, rng.integers(1, 4))]
+    items = [
+        (b, partial(_car, c, rng.uniform(0.1, 0.9), b, rng.uniform(0.2, 0.32)))
+        for b in rng.uniform(road_top + 0.12, 0.98, rng.integers(1, 4))
+    ]
     if rng.random() < 0.35:
         b = road_top + rng.uniform(0.02, 0.1)
         items.append((b, partial(_person, c, rng.uniform(0.05, 0.95), b, rng.uniform(0.2, 0.3))))
@@ -627,8 +652,20 @@ def _park(c: Canvas) -> None:
     _ground(c, "grass", horizon, GRASS, "foliage")
     items = []
     for b in rng.uniform(horizon + 0.05, 0.85, rng.integers(1, 5)):
-        items.append((b, partial(_tree, c, rng.uniform(0.05, 0.95), b, rng.uniform(0.3, 0.55),
-                                 LEAVES if rng.random() < 0.85 else AUTUMN, rng.random() < 0.2)))
+        items.append(
+            (
+                b,
+                partial(
+                    _tree,
+                    c,
+                    rng.uniform(0.05, 0.95),
+                    b,
+                    rng.uniform(0.3, 0.55),
+                    LEAVES if rng.random() < 0.85 else AUTUMN,
+                    rng.random() < 0.2,
+                ),
+            )
+        )
     extras = rng.random(3) < (0.55, 0.5, 0.6)
     if not extras.any():
         extras[0] = True
@@ -667,8 +704,7 @@ def _lake(c: Canvas) -> None:
     items = []
     if rng.random() < 0.85:
         for b in rng.uniform(horizon + 0.1, shore - 0.02, rng.integers(1, 4)):
-            items.append((b, partial(_boat, c, rng.uniform(0.1, 0.9), b,
-                                     rng.uniform(0.15, 0.3) * (0.6 + b - horizon))))
+            items.append((b, partial(_boat, c, rng.uniform(0.1, 0.9), b, rng.uniform(0.15, 0.3) * (0.6 + b - horizon))))
     _draw_in_depth(items)
     if shore < 1:
         _ground(c, "grass", shore, GRASS, "foliage")
@@ -689,8 +725,9 @@ def _forest(c: Canvas) -> None:
     conifers = rng.random()
     items = []
     for b in rng.uniform(ground, 1.0, rng.integers(5, 11)):
-        items.append((b, partial(_tree, c, rng.uniform(0, 1), b, rng.uniform(0.45, 0.9), leaves,
-                                 rng.random() < conifers)))
+        items.append(
+            (b, partial(_tree, c, rng.uniform(0, 1), b, rng.uniform(0.45, 0.9), leaves, rng.random() < conifers))
+        )
     if rng.random() < 0.5:
         for b in rng.uniform(ground + 0.05, 1.0, rng.integers(1, 3)):
             items.append((b, partial(_rock, c, rng.uniform(0.05, 0.95), b, rng.uniform(0.1, 0.2))))

@@ -31,9 +31,29 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 SCENES = ("street", "park", "lake", "forest", "room", "mountain")
 
 OBJECTS = (
-    "sky", "cloud", "sun", "mountain", "water", "grass", "road", "building",
-    "car", "tree", "person", "boat", "bench", "flower", "rock", "wall",
-    "floor", "window", "door", "bed", "table", "lamp", "rug",
+    "sky",
+    "cloud",
+    "sun",
+    "mountain",
+    "water",
+    "grass",
+    "road",
+    "building",
+    "car",
+    "tree",
+    "person",
+    "boat",
+    "bench",
+    "flower",
+    "rock",
+    "wall",
+    "floor",
+    "window",
+    "door",
+    "bed",
+    "table",
+    "lamp",
+    "rug",
 )
 
 # Every part, mapped to the object it belongs to.
@@ -68,8 +88,21 @@ PARTS: dict[str, str] = {
 }
 
 MATERIALS = (
-    "asphalt", "brick", "concrete", "fabric", "foliage", "glass", "liquid",
-    "metal", "plaster", "rubber", "skin", "snow", "stone", "tile", "wood",
+    "asphalt",
+    "brick",
+    "concrete",
+    "fabric",
+    "foliage",
+    "glass",
+    "liquid",
+    "metal",
+    "plaster",
+    "rubber",
+    "skin",
+    "snow",
+    "stone",
+    "tile",
+    "wood",
 )
 
 TEXTURES = ("striped", "dotted", "chequered", "zigzagged", "bricked", "wavy")

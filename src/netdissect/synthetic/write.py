@@ -18,7 +18,13 @@ import numpy as np
 from PIL import Image
 
 from .render import Sample, render_sample
-from .vocabulary import CATEGORIES, CONCEPTS, IMAGE_CATEGORIES, PIXEL_CATEGORIES, category_concepts
+from .vocabulary import (
+    CATEGORIES,
+    CONCEPTS,
+    IMAGE_CATEGORIES,
+    PIXEL_CATEGORIES,
+    category_concepts,
+)
 
 INDEX_HEADER = ["image", "split", "ih", "iw", "sh", "sw", *PIXEL_CATEGORIES, *IMAGE_CATEGORIES]
 
@@ -116,11 +122,19 @@ def _write_images(folder: Path, seed: int, train_images: int, val_images: int, s
             stats.add(sample)
             cells = _write_sample(images, stem, sample)
             sh, sw = sample.planes["color"].shape
-            writer.writerow([
-                f"{stem}.png", split, size, size, sh, sw,
-                *(cells[cat] for cat in PIXEL_CATEGORIES),
-                sample.scene, sample.texture or "",
-            ])
+            writer.writerow(
+                [
+                    f"{stem}.png",
+                    split,
+                    size,
+                    size,
+                    sh,
+                    sw,
+                    *(cells[cat] for cat in PIXEL_CATEGORIES),
+                    sample.scene,
+                    sample.texture or "",
+                ]
+            )
     return stats
 
 
@@ -143,8 +157,7 @@ def _write_labels(folder: Path, stats: _Stats) -> None:
             writer = csv.writer(f)
             writer.writerow(["code", "number", "name", "frequency", "coverage"])
             for code, c in enumerate(category_concepts(category), 1):
-                writer.writerow([code, c.id, c.label, int(stats.frequency[c.id]),
-                                 f"{stats.mean_coverage(c.id):.6f}"])
+                writer.writerow([code, c.id, c.label, int(stats.frequency[c.id]), f"{stats.mean_coverage(c.id):.6f}"])
 
 
 def write_world(root: Path, seed: int, train_images: int, val_images: int, image_size: int) -> None:
