@@ -7,6 +7,7 @@ if SYNTHETIC:
             world=directory(f"{RUN}/world"),
         params:
             **world_params(),
+        threads: 1
         log:
             f"{RUN}/logs/synthesize.log",
         benchmark:
@@ -27,6 +28,7 @@ rule data_index:
         source=SOURCE,
         size=DATASET["size"],
         skip_bad_images=DATASET["skip_bad_images"],
+    threads: 1
     log:
         f"{RUN}/logs/data_index.log",
     resources:

@@ -8,6 +8,7 @@ rule layer_figure:
         figure=f"{RUN}/dissect/{{layer}}/detectors.png",
     params:
         iou_threshold=config["iou_threshold"],
+    threads: 1
     log:
         f"{RUN}/logs/report/{{layer}}.log",
     resources:
@@ -26,6 +27,7 @@ rule summary:
         provenance=f"{RUN}/provenance.json",
     params:
         layers=LAYERS,
+    threads: 1
     log:
         f"{RUN}/logs/report/summary.log",
     resources:

@@ -9,6 +9,7 @@ rule concepts:
     params:
         segmenter=SEGMENTER,
         source=SOURCE,
+    threads: 1
     log:
         f"{RUN}/logs/concepts.log",
     resources:
@@ -56,6 +57,7 @@ if is_trained_segmenter():
             quality=f"{RUN}/segmenter/quality.json",
         params:
             pixel_categories=list(pixel_vocabulary()[0]),
+        threads: 1
         log:
             f"{RUN}/logs/segmenter_quality.log",
         resources:

@@ -9,6 +9,7 @@ rule tally_chunk:
         concepts=f"{RUN}/concepts.csv",
     output:
         counts=directory(f"{RUN}/tally/{{layer}}/{{chunk}}.zarr"),
+    threads: 1
     log:
         f"{RUN}/logs/tally/{{layer}}/{{chunk}}.log",
     benchmark:
@@ -30,6 +31,7 @@ rule tally:
     params:
         union=config["union"],
         quantile=config["quantile"],
+    threads: 1
     log:
         f"{RUN}/logs/tally/{{layer}}/reduce.log",
     resources:
@@ -51,6 +53,7 @@ rule label_units:
         config=provenance_config(),
         weights_digest=MODEL["digest"],
         dataset_digest=digest([c.digest for c in PLAN.chunks]),
+    threads: 1
     log:
         f"{RUN}/logs/label_units/{{layer}}.log",
     resources:

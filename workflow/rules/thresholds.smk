@@ -9,6 +9,7 @@ rule threshold_coarse_chunk:
         state=f"{RUN}/thresholds/{{layer}}/coarse/{{chunk}}.npz",
     params:
         label_size=PLAN.label_size,
+    threads: 1
     log:
         f"{RUN}/logs/thresholds/{{layer}}/coarse-{{chunk}}.log",
     resources:
@@ -26,6 +27,7 @@ rule threshold_coarse:
     params:
         quantile=config["quantile"],
         label_size=PLAN.label_size,
+    threads: 1
     log:
         f"{RUN}/logs/thresholds/{{layer}}/coarse.log",
     resources:
@@ -56,6 +58,7 @@ for _round, _bracket, _nbins, _stride, _reduce, _reduced in THRESHOLD_ROUNDS:
             label_size=PLAN.label_size,
             nbins=_nbins,
             stride=_stride,
+        threads: 1
         log:
             f"{RUN}/logs/thresholds/{{layer}}/{_round}-{{chunk}}.log",
         resources:
@@ -75,6 +78,7 @@ for _round, _bracket, _nbins, _stride, _reduce, _reduced in THRESHOLD_ROUNDS:
             **({"table": _reduced} if _round == "exact" else {"bracket": _reduced}),
         params:
             label_size=PLAN.label_size,
+        threads: 1
         log:
             f"{RUN}/logs/thresholds/{{layer}}/{_round}.log",
         resources:
