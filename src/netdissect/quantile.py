@@ -30,17 +30,19 @@ EXACT = 0  # nbins of a round that keeps exact values (bins are float keys)
 FLOAT_MAX = np.finfo(np.float32).max
 
 
-def float_keys(values: np.ndarray) -> np.ndarray:
+def float_keys(values: np.ndarray, shift: int = 0) -> np.ndarray:
     """Map float32 values to int64 keys that sort like the values (-0.0 and +0.0 share one key).
 
     Args:
         values: float32 array without NaN.
+        shift: drop this many low bits (coarse bins of keys).
 
     Returns:
-        int64 array of keys in [0, 2**32).
+        int64 array of keys in [0, 2**(32 - shift)).
     """
-    bits = (np.asarray(values, np.float32) + np.float32(0.0)).view(np.uint32).astype(np.int64)
-    return np.where(bits >= 1 << 31, ((1 << 32) - 1) - bits, bits + (1 << 31))
+    bits = (np.asarray(values, np.float32) + np.float32(0.0)).view(np.uint32)
+    keys = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))
+    return (keys >> np.uint32(shift) if shift else keys).astype(np.int64)
 
 
 def key_floats(keys: np.ndarray) -> np.ndarray:
@@ -126,7 +128,7 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Hist
     total = n * geom.target[0] * geom.target[1]
     out = []
     for bound in (lo, hi):
-        bins = float_keys(bound).ravel() >> COARSE_SHIFT
+        bins = float_keys(bound, COARSE_SHIFT).ravel()
         u, b, c = _sparse_counts(unit, bins, weights, num_units, COARSE_BINS)
         out.append(Histogram(total, np.zeros(num_units, np.int64), u, b, c, COARSE_BINS))
     return out[0], out[1]
