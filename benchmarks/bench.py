@@ -96,14 +96,12 @@ def make_stores(folder: Path, n: int, chunk: int) -> list[str]:
 # ---------------------------------------------------------------- reduction
 def job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
     """A stage job: named inputs, outputs and params, as Snakemake passes them."""
-    return SimpleNamespace(
-        input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params)
-    )
+    return SimpleNamespace(input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params))
 
 
-def _run(task):
-    function, inputs, outputs, params = task
-    function(job(inputs, outputs, **params))
+def _tally(task):
+    inputs, outputs = task
+    tally_stage.tally_chunk(job(inputs, outputs))
 
 
 def reduction(folder: Path, names: list[str], workers: int, timings: dict | None = None) -> float:
@@ -114,55 +112,21 @@ def reduction(folder: Path, names: list[str], workers: int, timings: dict | None
     timings = {} if timings is None else timings
     work = folder / f"work{workers}"
     shutil.rmtree(work, ignore_errors=True)
-    size = (LABEL, LABEL)
     acts = [str(folder / "acts" / f"{c}.zarr") for c in names]
+    start = mark = time.perf_counter()
 
-    def states(round_):
-        return [str(work / round_ / f"{c}.npz") for c in names]
+    def lap(name, _folder):
+        nonlocal mark
+        timings[name], mark = time.perf_counter() - mark, time.perf_counter()
 
-    start = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-
-        def chunks(function, inputs, round_, **params):
-            tasks = [(function, {"acts": a, **inputs}, {"state": s}, params) for a, s in zip(acts, states(round_))]
-            list(pool.map(_run, tasks))
-
-        mark = time.perf_counter()
-        chunks(threshold_stage.coarse_chunk, {}, "coarse", label_size=size)
-        threshold_stage.coarse_reduce(
-            job({"states": states("coarse")}, {"bracket": str(work / "coarse.npz")}, quantile=0.01, label_size=size)
-        )
-        timings["coarse"], mark = time.perf_counter() - mark, time.perf_counter()
-        rounds = (
-            ("sample", "coarse", 4096, 4, threshold_stage.sample_reduce),
-            ("refine", "sample", 4096, 1, threshold_stage.refine_reduce),
-            ("exact", "refine", 0, 1, threshold_stage.exact_reduce),
-        )
-        for name, previous, nbins, stride, reduce in rounds:
-            bracket = str(work / f"{previous}.npz")
-            chunks(
-                threshold_stage.refine_chunk, {"bracket": bracket}, name, label_size=size, nbins=nbins, stride=stride
-            )
-            output = (
-                {"table": str(work / "thresholds.csv")} if name == "exact" else {"bracket": str(work / f"{name}.npz")}
-            )
-            reduce(job({"states": states(name), "bracket": bracket, "acts": acts}, output, label_size=size))
-            timings[name], mark = time.perf_counter() - mark, time.perf_counter()
+        table = threshold_stage.thresholds_in_process(acts, work, 0.01, (LABEL, LABEL), pool.map, lap)
         tasks = [
-            (
-                tally_stage.tally_chunk,
-                {
-                    "acts": a,
-                    "segment": str(folder / "seg" / f"{c}.zarr"),
-                    "thresholds": str(work / "thresholds.csv"),
-                    "concepts": str(folder / "concepts.csv"),
-                },
-                {"counts": str(work / "tally" / f"{c}.zarr")},
-                {},
-            )
+            ({"acts": a, "segment": str(folder / "seg" / f"{c}.zarr"), "thresholds": str(table),
+              "concepts": str(folder / "concepts.csv")}, {"counts": str(work / "tally" / f"{c}.zarr")})
             for a, c in zip(acts, names)
         ]
-        list(pool.map(_run, tasks))
+        list(pool.map(_tally, tasks))
         timings["tally"] = time.perf_counter() - mark
     return time.perf_counter() - start
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace as NS
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,41 +14,12 @@ from netdissect.upsample import upsample
 SIZE = (24, 20)
 
 
-def job(inputs, outputs, **params):
-    return NS(input=NS(**inputs), output=NS(**outputs), params=NS(**params))
-
-
-def run_rounds(tmp_path, acts_paths, quantile, spoil_sample=False):
-    def states(name):
-        return [str(tmp_path / name / f"{i}.npz") for i in range(len(acts_paths))]
-
-    for a, s in zip(acts_paths, states("coarse")):
-        T.coarse_chunk(job({"acts": a}, {"state": s}, label_size=SIZE))
-    T.coarse_reduce(
-        job({"states": states("coarse")}, {"bracket": str(tmp_path / "coarse.npz")}, quantile=quantile, label_size=SIZE)
-    )
-    rounds = (
-        ("sample", "coarse", 4096, 4, T.sample_reduce),
-        ("refine", "sample", 4096, 1, T.refine_reduce),
-        ("exact", "refine", 0, 1, T.exact_reduce),
-    )
-    for name, previous, nbins, stride, reduce in rounds:
-        bracket = str(tmp_path / f"{previous}.npz")
-        for a, s in zip(acts_paths, states(name)):
-            T.refine_chunk(
-                job({"acts": a, "bracket": bracket}, {"state": s}, label_size=SIZE, nbins=nbins, stride=stride)
-            )
-        out = (
-            {"table": str(tmp_path / "thresholds.csv")}
-            if name == "exact"
-            else {"bracket": str(tmp_path / f"{name}.npz")}
-        )
-        reduce(job({"states": states(name), "bracket": bracket, "acts": acts_paths}, out, label_size=SIZE))
-        if name == "sample" and spoil_sample:
-            arrays, meta = load_state(tmp_path / "sample.npz")
-            arrays["lo"], arrays["hi"] = arrays["coarse_hi"] - 1e-3, arrays["coarse_hi"]  # an interval that misses t
-            save_state(tmp_path / "sample.npz", arrays, meta)
-    return pd.read_csv(tmp_path / "thresholds.csv"), load_state(tmp_path / "refine.npz")[1]
+def spoil_sample(name, folder):
+    """Replace the sampled interval by one that misses every threshold."""
+    if name == "sample":
+        arrays, meta = load_state(folder / "sample.npz")
+        arrays["lo"], arrays["hi"] = arrays["coarse_hi"] - 1e-3, arrays["coarse_hi"]
+        save_state(folder / "sample.npz", arrays, meta)
 
 
 @pytest.mark.parametrize("spoil", [False, True])
@@ -66,7 +35,8 @@ def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
             {"provenance": {"inputs": {"dataset": str(i), "model": "m", "layer": "l"}}},
         )
         paths.append(str(path))
-    table, meta = run_rounds(tmp_path, paths, 0.02, spoil)
+    path = T.thresholds_in_process(paths, tmp_path / "states", 0.02, SIZE, after_round=spoil_sample if spoil else None)
+    table, meta = pd.read_csv(path), load_state(tmp_path / "states" / "refine.npz")[1]
     values = upsample(acts.astype(np.float32), SIZE).transpose(1, 0, 2, 3).reshape(6, -1)
     k = Q.target_rank(0.02, values.shape[1])
     np.testing.assert_array_equal(table["threshold"].to_numpy(np.float32), -np.sort(-values, axis=1)[:, k])

@@ -37,14 +37,20 @@ rule threshold_coarse:
         SCRIPT
 
 
-# (round, bracket it reads, bins, stride, reduce rule, reduce output)
-THRESHOLD_ROUNDS = (
-    ("sample", "coarse.npz", 4096, 4, "threshold_sample", f"{RUN}/thresholds/{{layer}}/sample.npz"),
-    ("refine", "sample.npz", 4096, 1, "threshold_refine", f"{RUN}/thresholds/{{layer}}/refine.npz"),
-    ("exact", "refine.npz", 0, 1, "thresholds", f"{RUN}/dissect/{{layer}}/thresholds.csv"),
-)
+from netdissect.stages.thresholds import ROUNDS as THRESHOLD_ROUNDS
 
-for _round, _bracket, _nbins, _stride, _reduce, _reduced in THRESHOLD_ROUNDS:
+
+def threshold_round_output(name):
+    """The reduce output of a round after the first (the last one is the layer's thresholds table)."""
+    if name == THRESHOLD_ROUNDS[-1][0]:
+        return f"{RUN}/dissect/{{layer}}/thresholds.csv"
+    return f"{RUN}/thresholds/{{layer}}/{name}.npz"
+
+
+for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
+    _bracket = f"{_previous}.npz"
+    _reduce = "thresholds" if _round == THRESHOLD_ROUNDS[-1][0] else f"threshold_{_round}"
+    _reduced = threshold_round_output(_round)
 
     rule:
         name:

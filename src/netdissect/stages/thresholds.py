@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -180,3 +182,59 @@ def _count_above_in_bins(state: Q.Histogram, t: np.ndarray) -> np.ndarray:
     """Values inside the exact round's interval that are strictly above t."""
     above = state.bin > Q.float_keys(t)[state.unit]
     return np.bincount(state.unit[above], weights=state.count[above], minlength=len(t)).astype(np.int64)
+
+
+# Rounds after the first: (name, the round whose bracket it reads, bins, stride, reduce). The workflow's rules
+# are generated from this table; thresholds_in_process runs it without Snakemake.
+ROUNDS = (
+    ("sample", "coarse", Q.REFINE_BINS, SAMPLE_STRIDE, sample_reduce),
+    ("refine", "sample", Q.REFINE_BINS, 1, refine_reduce),
+    ("exact", "refine", Q.EXACT, 1, exact_reduce),
+)
+
+
+def _stage_job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
+    return SimpleNamespace(input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params))
+
+
+def _run_chunk(task: tuple) -> None:
+    function, inputs, outputs, params = task
+    function(_stage_job(inputs, outputs, **params))
+
+
+def thresholds_in_process(
+    acts_paths: list[str], folder: Path, quantile: float, label_size, map_chunks=map, after_round=None
+) -> Path:
+    """All rounds for one layer's activation stores, in this process (states go under ``folder``).
+
+    Args:
+        acts_paths: the layer's activation chunk stores.
+        folder: where per-chunk states, brackets and thresholds.csv are written.
+        quantile: q.
+        label_size: (H, W) of the label maps.
+        map_chunks: a map function for the chunk stages (e.g. a process pool's map).
+        after_round: called with (round name, folder) after each reduce.
+
+    Returns:
+        The path of thresholds.csv.
+    """
+    folder = Path(folder)
+
+    def states(name):
+        return [str(folder / name / f"{i}.npz") for i in range(len(acts_paths))]
+
+    def chunks(function, name, bracket=None, **params):
+        inputs = {"bracket": bracket} if bracket else {}
+        tasks = [(function, {"acts": a, **inputs}, {"state": s}, params) for a, s in zip(acts_paths, states(name))]
+        list(map_chunks(_run_chunk, tasks))
+
+    chunks(coarse_chunk, "coarse", label_size=label_size)
+    coarse_reduce(_stage_job({"states": states("coarse")}, {"bracket": str(folder / "coarse.npz")}, quantile=quantile, label_size=label_size))
+    for name, previous, nbins, stride, reduce in ROUNDS:
+        bracket = str(folder / f"{previous}.npz")
+        chunks(refine_chunk, name, bracket, label_size=label_size, nbins=nbins, stride=stride)
+        output = {"table": str(folder / "thresholds.csv")} if reduce is exact_reduce else {"bracket": str(folder / f"{name}.npz")}
+        reduce(_stage_job({"states": states(name), "bracket": bracket, "acts": acts_paths}, output, label_size=label_size))
+        if after_round:
+            after_round(name, folder)
+    return folder / "thresholds.csv"
