@@ -95,6 +95,9 @@ def test_incremental_reruns(workflow_factory):
     wf.set_config({**base, "iou_threshold": 0.1})
     assert wf.dry_run_jobs() == {"label_units": 1, "layer_figure": 1, "summary": 1, "all": 1}
 
+    wf.set_config({**base, "union": "category"})
+    assert wf.dry_run_jobs() == {"tally": 1, "label_units": 1, "layer_figure": 1, "summary": 1, "all": 1}
+
     wf.set_config({**base, "quantile": 0.02})
     jobs = wf.dry_run_jobs()
     assert jobs["threshold_coarse"] == 1 and jobs["tally_chunk"] == 2 and jobs["threshold_refine_chunk"] == 2
