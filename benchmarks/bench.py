@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from netdissect.stages import stage_job  # noqa: E402
 from netdissect.stages import tally as tally_stage  # noqa: E402
 from netdissect.stages import thresholds as threshold_stage  # noqa: E402
 from netdissect.stores import open_group, write_csv, write_group  # noqa: E402
@@ -94,14 +95,9 @@ def make_stores(folder: Path, n: int, chunk: int) -> list[str]:
 
 
 # ---------------------------------------------------------------- reduction
-def job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
-    """A stage job: named inputs, outputs and params, as Snakemake passes them."""
-    return SimpleNamespace(input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params))
-
-
 def _tally(task):
     inputs, outputs = task
-    tally_stage.tally_chunk(job(inputs, outputs))
+    tally_stage.tally_chunk(stage_job(inputs, outputs))
 
 
 def reduction(folder: Path, names: list[str], workers: int, timings: dict | None = None) -> float:
@@ -122,8 +118,15 @@ def reduction(folder: Path, names: list[str], workers: int, timings: dict | None
     with ProcessPoolExecutor(workers) as pool:
         table = threshold_stage.thresholds_in_process(acts, work, 0.01, (LABEL, LABEL), pool.map, lap)
         tasks = [
-            ({"acts": a, "segment": str(folder / "seg" / f"{c}.zarr"), "thresholds": str(table),
-              "concepts": str(folder / "concepts.csv")}, {"counts": str(work / "tally" / f"{c}.zarr")})
+            (
+                {
+                    "acts": a,
+                    "segment": str(folder / "seg" / f"{c}.zarr"),
+                    "thresholds": str(table),
+                    "concepts": str(folder / "concepts.csv"),
+                },
+                {"counts": str(work / "tally" / f"{c}.zarr")},
+            )
             for a, c in zip(acts, names)
         ]
         list(pool.map(_tally, tasks))

@@ -2,19 +2,10 @@
 
 import numpy as np
 import pytest
+from test_upsample import SIZES
 
 from netdissect.cellscan import Columns, count_above, pixels_above, values_between
 from netdissect.upsample import cell_pixel_values, corner_values, geometry
-
-SIZES = [
-    (7, 7, 112, 112),
-    (14, 14, 112, 112),
-    (7, 9, 113, 50),
-    (3, 4, 7, 11),
-    (16, 16, 8, 8),
-    (1, 1, 6, 6),
-    (5, 5, 5, 5),
-]
 
 
 @pytest.mark.parametrize("h,w,H,W", SIZES)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import zarr
 from PIL import Image
-from test_planted import PLANTED_MODEL, write_broden
+from test_planted import PLANTED_MODEL, planted_model, write_broden
 
 pytestmark = pytest.mark.workflow
 
@@ -37,14 +37,7 @@ def faulty(value):
 
 
 def config(root, model_file, factory="planted", **extra):
-    model = {
-        "name": None,
-        "factory": f"{model_file}:{factory}",
-        "weights": None,
-        "random_init": True,
-        "layers": ["units"],
-        "normalize": "none",
-    }
+    model = planted_model(model_file, factory)
     model.update(extra.pop("model", {}))
     return {
         "dataset": {"kind": "broden", "root": str(root), "split": None, **extra.pop("dataset", {})},

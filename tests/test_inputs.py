@@ -82,20 +82,13 @@ def test_factory_segmenter_and_factory_model(workflow_factory, tmp_path):
     concepts = tmp_path / "concepts.csv"
     concepts.write_text("name,category\ndark,lightness\nbright,lightness\n")
     planted = tmp_path / "planted.py"
-    from test_planted import PLANTED_MODEL
+    from test_planted import PLANTED_MODEL, planted_model
 
     planted.write_text(PLANTED_MODEL)
     wf = workflow_factory(
         {
             "dataset": {"kind": "imagefolder", "root": str(folder), "split": None},
-            "model": {
-                "name": None,
-                "factory": f"{planted}:planted",
-                "weights": None,
-                "random_init": True,
-                "layers": ["units"],
-                "normalize": "none",
-            },
+            "model": planted_model(planted),
             "segmenter": {"kind": "factory", "factory": f"{code}:bright", "concepts": str(concepts)},
             "quantile": 64 / (16 * 16),
         }

@@ -38,6 +38,18 @@ def planted():
 '''
 
 
+def planted_model(model_file, factory: str = "planted") -> dict:
+    """The model config section that builds a factory from a written model file, dissecting its 'units' layer."""
+    return {
+        "name": None,
+        "factory": f"{model_file}:{factory}",
+        "weights": None,
+        "random_init": True,
+        "layers": ["units"],
+        "normalize": "none",
+    }
+
+
 def write_broden(root, n=24, side=32, seed=0):
     """Images with a red 8x8 square (object 'square') and a green 8x8 square (material 'paint')."""
     rng = np.random.default_rng(seed)
@@ -77,14 +89,7 @@ def test_planted_units_are_recovered(workflow_factory, tmp_path):
     wf = workflow_factory(
         {
             "dataset": {"kind": "broden", "root": str(root), "split": None},
-            "model": {
-                "name": None,
-                "factory": f"{model_file}:planted",
-                "weights": None,
-                "random_init": True,
-                "layers": ["units"],
-                "normalize": "none",
-            },
+            "model": planted_model(model_file),
             "segmenter": {"kind": "dataset"},
             "quantile": 16 / 256,
             "chunk_size": 10,

@@ -137,7 +137,20 @@ def test_scene_needs_concepts(samples: list[Sample]) -> None:
 
 def test_write_world_layout(world: Path) -> None:
     header, rows = _read_csv(world / "index.csv")
-    assert header == ["image", "split", "ih", "iw", "sh", "sw", "color", "object", "part", "material", "scene", "texture"]
+    assert header == [
+        "image",
+        "split",
+        "ih",
+        "iw",
+        "sh",
+        "sw",
+        "color",
+        "object",
+        "part",
+        "material",
+        "scene",
+        "texture",
+    ]
     assert [r["split"] for r in rows] == ["train"] * 40 + ["val"] * 20
     for index, row in enumerate(rows):
         assert row["image"] == f"synthetic/{row['split']}/{index:06d}.png"

@@ -227,8 +227,7 @@ def estimated_bracket(
     Returns:
         (lo, hi) float32 per unit, inside the given interval.
     """
-    counts = np.zeros((len(lo), state.nbins))
-    np.add.at(counts, (state.unit, state.bin), state.count)
+    counts = state.dense()
     at_or_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1] + state.above[:, None]
     beyond = at_or_above - counts  # values above each bin
     k_low, k_high = k * (1 - slack) - floor, k * (1 + slack) + floor

@@ -45,6 +45,13 @@ class StageError(NetdissectError):
     """A stage cannot proceed; the message names the file, layer or image at fault."""
 
 
+def stage_job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
+    """A job for calling a stage function outside Snakemake: named inputs, outputs and params."""
+    return SimpleNamespace(
+        input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params)
+    )
+
+
 def stage_function(rule: str):
     """The function behind a rule name."""
     module, function = STAGES[rule].split(":")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,7 @@ from ..stores import (
     write_csv,
 )
 from ..upsample import geometry
-from . import StageError
+from . import StageError, stage_job
 
 log = logging.getLogger("netdissect.thresholds")
 BATCH_IMAGES = 64  # images per in-memory batch inside a chunk
@@ -36,7 +35,7 @@ SAMPLE_STRIDE = 4  # round 2 evaluates every 4th row and column of a cell
 
 
 def _batches(store_path: str):
-    """Yield float32 activation batches of a store, and the store's provenance."""
+    """Yield float32 activation batches of a store."""
     group = open_group(store_path)
     array = group["activations"]
     for start in range(0, array.shape[0], BATCH_IMAGES):
@@ -104,7 +103,7 @@ def coarse_reduce(job) -> None:
     upper = Q.merge([_unpack(a, "upper_") for a, _ in states])
     k = Q.target_rank(job.params.quantile, lower.total)
     lo, hi = Q.bracket_from_coarse(lower, upper, k)
-    images = sum(int(a["lower_meta"][0]) for a, _ in states) // _pixels(job)
+    images = lower.total // _pixels(job)
     meta = {"k": k, "total": lower.total, "quantile": job.params.quantile, "images": images}
     save_state(job.output.bracket, {"lo": lo, "hi": hi}, meta)
 
@@ -118,21 +117,20 @@ def refine_chunk(job) -> None:
     save_state(job.output.state, _pack(Q.merge(parts), ""), _chunk_meta(job.input.acts))
 
 
-def sample_reduce(job) -> None:
-    """Merge round 2 and choose a narrow interval around each threshold."""
-    bracket, meta = load_state(job.input.bracket)
-    state = Q.merge([_unpack(a, "") for a, _ in _load_all(job.input.states)])
-    floor = SAMPLE_FLOOR_IMAGES * state.total // max(meta["images"], 1)
-    lo, hi = Q.estimated_bracket(state, bracket["lo"], bracket["hi"], meta["k"], SAMPLE_SLACK, floor)
-    save_state(job.output.bracket, {"lo": lo, "hi": hi, "coarse_lo": bracket["lo"], "coarse_hi": bracket["hi"]}, meta)
-
-
 def _merged(job) -> tuple[dict, dict, Q.Histogram]:
     bracket, meta = load_state(job.input.bracket)
     state = Q.merge([_unpack(a, "") for a, _ in _load_all(job.input.states)])
     if state.total != meta["total"]:
         raise StageError(f"chunk states cover {state.total} values per unit but {job.input.bracket} {meta['total']}")
     return bracket, meta, state
+
+
+def sample_reduce(job) -> None:
+    """Merge round 2 and choose a narrow interval around each threshold."""
+    bracket, meta, state = _merged(job)
+    floor = SAMPLE_FLOOR_IMAGES * state.total // max(meta["images"], 1)
+    lo, hi = Q.estimated_bracket(state, bracket["lo"], bracket["hi"], meta["k"], SAMPLE_SLACK, floor)
+    save_state(job.output.bracket, {"lo": lo, "hi": hi, "coarse_lo": bracket["lo"], "coarse_hi": bracket["hi"]}, meta)
 
 
 def _rescan(acts_paths: list[str], units: np.ndarray, lo: np.ndarray, hi: np.ndarray, label_size) -> Q.Histogram:
@@ -161,7 +159,7 @@ def refine_reduce(job) -> None:
 
 
 def exact_reduce(job) -> None:
-    """Merge round 3: the exact thresholds, written as a table."""
+    """Merge round 4: the exact thresholds, written as a table."""
     bracket, meta, state = _merged(job)
     if len(Q.check_bracket(state, meta["k"])):
         raise StageError(f"internal error: threshold bracket misses units of {job.input.bracket}")
@@ -193,13 +191,9 @@ ROUNDS = (
 )
 
 
-def _stage_job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
-    return SimpleNamespace(input=SimpleNamespace(**inputs), output=SimpleNamespace(**outputs), params=SimpleNamespace(**params))
-
-
 def _run_chunk(task: tuple) -> None:
     function, inputs, outputs, params = task
-    function(_stage_job(inputs, outputs, **params))
+    function(stage_job(inputs, outputs, **params))
 
 
 def thresholds_in_process(
@@ -229,12 +223,25 @@ def thresholds_in_process(
         list(map_chunks(_run_chunk, tasks))
 
     chunks(coarse_chunk, "coarse", label_size=label_size)
-    coarse_reduce(_stage_job({"states": states("coarse")}, {"bracket": str(folder / "coarse.npz")}, quantile=quantile, label_size=label_size))
+    coarse_reduce(
+        stage_job(
+            {"states": states("coarse")},
+            {"bracket": str(folder / "coarse.npz")},
+            quantile=quantile,
+            label_size=label_size,
+        )
+    )
     for name, previous, nbins, stride, reduce in ROUNDS:
         bracket = str(folder / f"{previous}.npz")
         chunks(refine_chunk, name, bracket, label_size=label_size, nbins=nbins, stride=stride)
-        output = {"table": str(folder / "thresholds.csv")} if reduce is exact_reduce else {"bracket": str(folder / f"{name}.npz")}
-        reduce(_stage_job({"states": states(name), "bracket": bracket, "acts": acts_paths}, output, label_size=label_size))
+        output = (
+            {"table": str(folder / "thresholds.csv")}
+            if reduce is exact_reduce
+            else {"bracket": str(folder / f"{name}.npz")}
+        )
+        reduce(
+            stage_job({"states": states(name), "bracket": bracket, "acts": acts_paths}, output, label_size=label_size)
+        )
         if after_round:
             after_round(name, folder)
     return folder / "thresholds.csv"
