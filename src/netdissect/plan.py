@@ -167,6 +167,13 @@ def missing_files(cfg: dict) -> list[str]:
     return check_files(open_source(source_spec(cfg)).records(cfg["dataset"]["split"], cfg["dataset"]["size"]))
 
 
+def describe_missing(problems: list[str], shown: int = 20) -> str:
+    """The error message for missing dataset files: how many, the first ones, and how to skip them."""
+    listed = "\n  ".join(problems[:shown])
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} dataset files are missing:\n  {listed}{more}\n(set dataset.skip_bad_images: true to skip them)"
+
+
 def chunk_records(spec: dict, start: int, stop: int) -> list[Record]:
     """The records of rows [start, stop) of a source_spec's selection (split applied; size is irrelevant)."""
     return open_source(spec).records(spec["split"], None)[start:stop]

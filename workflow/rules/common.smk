@@ -101,8 +101,7 @@ def _check_inputs():
 
     missing = [] if DATASET["skip_bad_images"] else ndplan.missing_files(config)
     if missing:
-        listed = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
-        _fail(f"{len(missing)} dataset files are missing:\n  {listed}\n(set dataset.skip_bad_images: true to skip them)")
+        _fail(ndplan.describe_missing(missing))
     try:
         check_model(MODEL, LAYERS)
     except NetdissectError as error:

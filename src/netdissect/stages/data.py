@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..datasets import check_files
-from ..plan import open_source
+from ..plan import describe_missing, open_source
 from ..stores import write_csv
 from ..synthetic import write_world
 from . import StageError
@@ -31,12 +31,7 @@ def data_index(job) -> None:
     records = open_source(p.source).records(p.source["split"], p.size)
     problems = check_files(records)
     if problems and not p.skip_bad_images:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise StageError(
-            f"{len(problems)} missing files in dataset {p.source['root']}:\n  {shown}{more}\n"
-            "(set dataset.skip_bad_images: true to skip these images)"
-        )
+        raise StageError(describe_missing(problems))
     table = pd.DataFrame(
         {
             "row": [r.index for r in records],
