@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from netdissect.upsample import cell_bounds, corner_values, geometry, upsample
+from netdissect.upsample import cell_bounds, corner_values, geometry, item_corners, upsample
 
 SIZES = [
     (7, 7, 112, 112),
@@ -29,10 +29,14 @@ def test_cells_partition_pixels_and_bound_values(h, w, H, W):
     pixels = geom.pixels[geom.pixels >= 0]
     assert np.array_equal(np.sort(pixels), np.arange(H * W))
     assert geom.npix.sum() == H * W
-    lo, hi = cell_bounds(corner_values(maps, geom))
+    lo, hi = cell_bounds(maps, geom)
     values = upsample(maps, (H, W)).reshape(4, -1)
     cell = geom.cell_of_pixel
     assert (values >= lo[:, cell]).all() and (values <= hi[:, cell]).all()
+    corners = corner_values(maps, geom)
+    assert np.array_equal(lo, corners.min(-1) - np.maximum(np.abs(corners.min(-1)), np.abs(corners.max(-1))) * 2.0**-18)
+    index, cells = np.repeat(np.arange(4), geom.num_cells), np.tile(np.arange(geom.num_cells), 4)
+    assert np.array_equal(item_corners(maps, geom, index, cells), corners.reshape(-1, 4))
 
 
 def test_7x7_to_112_cells_group_clamped_edges_with_their_neighbours():

@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from .cellscan import Columns, count_above, values_between
-from .upsample import Geometry, cell_bounds, cell_pixel_values, corner_values
+from .upsample import Geometry, cell_bounds, cell_pixel_values, item_corners
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
@@ -122,7 +122,7 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Hist
         (lower, upper) histograms over COARSE_BINS bins.
     """
     n, num_units = acts.shape[:2]
-    lo, hi = cell_bounds(corner_values(acts, geom))  # (n, U, G)
+    lo, hi = cell_bounds(acts, geom)  # (n, U, G)
     unit = np.broadcast_to(np.arange(num_units)[None, :, None], lo.shape).ravel()
     weights = np.broadcast_to(geom.npix[None, None, :], lo.shape).ravel().astype(np.float64)
     total = n * geom.target[0] * geom.target[1]
@@ -171,7 +171,8 @@ def histogram_between(
 ) -> Histogram:
     """Counts of upsampled values above hi, and binned (or exact) inside (lo, hi].
 
-    Only cells whose bounds reach into (lo, hi] get per-pixel values; cells wholly above hi count whole.
+    Only cells whose bounds reach into (lo, hi] get per-pixel values; cells wholly above hi count whole, and
+    cells whose corners are all zero add their pixels to the bin of 0 at once (every such pixel is exactly 0).
     With stride > 1 only every stride-th row and column of a cell is evaluated and counts are scaled up:
     an estimate, used to choose a narrow interval cheaply.
 
@@ -187,24 +188,30 @@ def histogram_between(
         The chunk's Histogram.
     """
     n, num_units = acts.shape[:2]
-    corners = corner_values(acts, geom)  # (n, U, G, 4)
-    clo, chi = cell_bounds(corners)
+    clo, chi = cell_bounds(acts, geom)  # (n, U, G)
     whole = clo > hi[None, :, None]
     above = (whole * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.float64)
-    img, unit, cell = np.nonzero(~whole & (chi > lo[None, :, None]))
+    reaching = ~whole & (chi > lo[None, :, None])
+    zero = reaching & (clo == 0) & (chi == 0)
+    img, unit, cell = np.nonzero(reaching & ~zero)
     scale = bin_scale(lo, hi, nbins) if nbins else None
-    units, bins, weights = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    # all-zero cells (ReLU layers) hold exact zeros: one entry per unit instead of one per pixel
+    zeros = (zero * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.float64)
+    zero_units = np.flatnonzero(zeros)
+    zero_value = np.zeros(len(zero_units), np.float32)
+    units, weights = [zero_units], [zeros[zero_units]]
+    bins = [bin_of(zero_value, lo[zero_units], scale[zero_units], nbins) if nbins else float_keys(zero_value)]
     for start in range(0, len(img), batch):
         u, g = unit[start : start + batch], cell[start : start + batch]
-        item_corners = corners[img[start : start + batch], u, g]
+        corners = item_corners(acts, geom, img[start : start + batch] * num_units + u, g)
         if stride > 1:
-            values = cell_pixel_values(item_corners, g, geom, stride)
+            values = cell_pixel_values(corners, g, geom, stride)
             weight = geom.npix[g] / np.maximum((values == values).sum(1), 1)
             above += np.bincount(u, weights=(values > hi[u][:, None]).sum(1) * weight, minlength=num_units)
             rows, cols = np.nonzero((values > lo[u][:, None]) & (values <= hi[u][:, None]))
             item, inside, w = rows, values[rows, cols], weight[rows]
         else:
-            columns = Columns.of(item_corners, g, geom)
+            columns = Columns.of(corners, g, geom)
             above += np.bincount(u, weights=count_above(columns, geom, hi[u]), minlength=num_units)
             item, inside = values_between(columns, geom, lo[u], hi[u])
             w = np.ones(len(item))

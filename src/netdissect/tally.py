@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .cellscan import Columns, pixels_above
-from .upsample import Geometry, cell_bounds, corner_values, geometry
+from .upsample import Geometry, cell_bounds, geometry, item_corners
 
 DENSE_LIMIT = 1 << 25  # largest (image, cell, concept) table counted densely
 
@@ -119,8 +119,7 @@ def tally_chunk(
     H, W = labels.shape[-2:]
     geom = geometry(h, w, H, W)
     size = vocab.size
-    corners = corner_values(acts, geom)
-    lo, hi = cell_bounds(corners)
+    lo, hi = cell_bounds(acts, geom)
     t = thresholds.astype(np.float32)[None, :, None]
     whole = lo > t
     active = (whole * geom.npix).sum(-1).astype(np.int64)  # (n, U)
@@ -139,7 +138,8 @@ def tally_chunk(
     img, unit, cell = np.nonzero(~whole & (hi > t))
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
-        item, pixel = pixels_above(Columns.of(corners[i, u, g], g, geom), geom, thresholds[u])
+        corners = item_corners(acts, geom, i * num_units + u, g)
+        item, pixel = pixels_above(Columns.of(corners, g, geom), geom, thresholds[u])
         np.add.at(active, (i, u), np.bincount(item, minlength=len(g)))
         pix_labels = flat_labels[i[item], :, pixel]  # (m, P)
         keys = (u[item][:, None] * size + pix_labels)[pix_labels > 0]

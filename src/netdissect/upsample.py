@@ -54,6 +54,8 @@ class Geometry:
         pixels: (G, R*Q) flat output pixel index of every cell pixel, -1 where padded.
         npix: (G,) number of output pixels in each cell.
         cell_of_pixel: (H*W,) the cell of every output pixel.
+        corner_rows: (Gr, 2) source rows of each row of cells; cell g lies in row g // Gc.
+        corner_cols: (Gc, 2) source columns of each column of cells; cell g lies in column g % Gc.
     """
 
     source: tuple[int, int]
@@ -66,6 +68,8 @@ class Geometry:
     pixels: np.ndarray
     npix: np.ndarray
     cell_of_pixel: np.ndarray
+    corner_rows: np.ndarray
+    corner_cols: np.ndarray
 
     @property
     def num_cells(self) -> int:
@@ -119,7 +123,11 @@ def geometry(h: int, w: int, H: int, W: int) -> Geometry:
             npix[g] = flat.size
             cell_of_pixel[flat] = g
             g += 1
-    return Geometry((h, w), (H, W), corners, rows, cols, row_weights, col_weights, pixels, npix, cell_of_pixel)
+    corner_rows = np.array([(y0[g[0]], y1[g[0]]) for g in row_groups], np.int64)
+    corner_cols = np.array([(x0[g[0]], x1[g[0]]) for g in col_groups], np.int64)
+    return Geometry(
+        (h, w), (H, W), corners, rows, cols, row_weights, col_weights, pixels, npix, cell_of_pixel, corner_rows, corner_cols
+    )
 
 
 def corner_values(maps: np.ndarray, geom: Geometry) -> np.ndarray:
@@ -136,20 +144,42 @@ def corner_values(maps: np.ndarray, geom: Geometry) -> np.ndarray:
     return flat[..., geom.corners]
 
 
-def cell_bounds(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Safe lower and upper bounds of every pixel value in each cell.
-
-    The bounds are widened by the float32 rounding of interpolation, so every computed pixel value v of the
-    cell satisfies lo <= v <= hi (strictly inside unless all corners are equal).
+def item_corners(maps: np.ndarray, geom: Geometry, index: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The four corner values of chosen cells.
 
     Args:
-        corners: (..., 4) float32 corner values.
+        maps: (..., h, w) float32 source maps.
+        geom: their geometry.
+        index: (K,) flat index of each item's map among the leading axes.
+        cells: (K,) the cell of each item.
 
     Returns:
-        (lo, hi), each (...,) float32.
+        (K, 4) float32 corner values.
     """
-    lo = corners.min(-1)
-    hi = corners.max(-1)
+    flat = maps.reshape(-1, geom.source[0] * geom.source[1])
+    return flat[index[:, None], geom.corners[cells]]
+
+
+def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Safe lower and upper bounds of every pixel value in each cell.
+
+    The bounds are the cell's corner minimum and maximum widened by the float32 rounding of interpolation, so
+    every computed pixel value v of the cell satisfies lo <= v <= hi (strictly inside unless all corners are
+    equal). Computed row of cells by row of cells, without gathering every cell's corners.
+
+    Args:
+        maps: (..., h, w) float32 source maps.
+        geom: their geometry.
+
+    Returns:
+        (lo, hi), each (..., G) float32.
+    """
+    top, bottom = maps[..., geom.corner_rows[:, 0], :], maps[..., geom.corner_rows[:, 1], :]
+    row_lo, row_hi = np.minimum(top, bottom), np.maximum(top, bottom)
+    left, right = geom.corner_cols[:, 0], geom.corner_cols[:, 1]
+    shape = (*maps.shape[:-2], geom.num_cells)
+    lo = np.minimum(row_lo[..., left], row_lo[..., right]).reshape(shape)
+    hi = np.maximum(row_hi[..., left], row_hi[..., right]).reshape(shape)
     margin = np.maximum(np.abs(lo), np.abs(hi)) * ROUNDING_MARGIN
     return lo - margin, hi + margin
 
