@@ -126,7 +126,18 @@ def geometry(h: int, w: int, H: int, W: int) -> Geometry:
     corner_rows = np.array([(y0[g[0]], y1[g[0]]) for g in row_groups], np.int64)
     corner_cols = np.array([(x0[g[0]], x1[g[0]]) for g in col_groups], np.int64)
     return Geometry(
-        (h, w), (H, W), corners, rows, cols, row_weights, col_weights, pixels, npix, cell_of_pixel, corner_rows, corner_cols
+        (h, w),
+        (H, W),
+        corners,
+        rows,
+        cols,
+        row_weights,
+        col_weights,
+        pixels,
+        npix,
+        cell_of_pixel,
+        corner_rows,
+        corner_cols,
     )
 
 

@@ -14,6 +14,7 @@ def activation_params():
         resize=DATASET["resize"],
         batch_size=config["batch_size"],
         dtype=config["activations"]["dtype"],
+        autocast=config["activations"]["autocast"],
         device=config["device"],
         skip_bad_images=DATASET["skip_bad_images"],
     )
@@ -29,7 +30,7 @@ if PENDING_LAYERS:
             [directory(f"{RUN}/activations/{layer}/{{chunk}}.zarr") for layer in PENDING_LAYERS],
         params:
             **activation_params(),
-        threads: 2
+        threads: config["activations"]["threads"]
         log:
             f"{RUN}/logs/activations/{{chunk}}.log",
         benchmark:
@@ -54,7 +55,7 @@ if EXTRACTED_LAYERS:
             layer="|".join(re.escape(layer) for layer in EXTRACTED_LAYERS),
         params:
             **activation_params(),
-        threads: 2
+        threads: config["activations"]["threads"]
         log:
             f"{RUN}/logs/activations/{{layer}}/{{chunk}}.log",
         benchmark:

@@ -89,7 +89,8 @@ def _model_params():
     weights = file_or_config_digest(None if trained_here else spec["weights"], classifier_params())
     factory = spec["factory"].rsplit(":", 1)[0] if spec["factory"] else None
     code = file_or_config_digest(factory, factory)
-    spec["digest"] = digest([spec, weights, code])
+    precision = config["activations"]["autocast"]  # a lower-precision forward makes different activations
+    spec["digest"] = digest([spec, weights, code] + ([precision] if precision else []))
     return spec
 
 

@@ -58,7 +58,9 @@ def activations_chunk(job) -> None:
     rows: list[int] = []
     start = time.time()
     try:
-        with LayerHooks(model, capture=layers, stop_after_capture=True) as hooks, torch.inference_mode():
+        precision = getattr(torch, p.autocast) if p.autocast else None
+        autocast = torch.autocast(device.type, precision, enabled=precision is not None)
+        with LayerHooks(model, capture=layers, stop_after_capture=True) as hooks, torch.inference_mode(), autocast:
             for images, kept in image_batches(
                 records, p.batch_size, p.image_size, p.resize, p.skip_bad_images, skipped
             ):
@@ -88,7 +90,12 @@ def activations_chunk(job) -> None:
                 {
                     "provenance": record(
                         "activations",
-                        {"dtype": p.dtype, "batch_size": p.batch_size, "image_size": p.image_size},
+                        {
+                            "dtype": p.dtype,
+                            "batch_size": p.batch_size,
+                            "image_size": p.image_size,
+                            "autocast": p.autocast,
+                        },
                         {"dataset": p.digest, "model": p.model["digest"], "layer": layer},
                     ),
                     "skipped": skipped.entries,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 
@@ -21,7 +19,8 @@ def load_model(spec: dict, weights_input: str | None, device: str):
         device: 'cpu' or 'cuda'.
 
     Returns:
-        (model, torch device, normalise) where normalise maps uint8 (N, H, W, 3) arrays to input tensors.
+        (model, torch device, normalise) where normalise maps uint8 (N, H, W, 3) arrays to channels-last input
+        tensors.
     """
     import torch
 
@@ -41,9 +40,13 @@ def load_model(spec: dict, weights_input: str | None, device: str):
         )
     )
     torch_device = torch.device(device)
-    model.to(torch_device).eval()
+    model.to(torch_device, memory_format=torch.channels_last).eval()  # channels-last convolutions run faster
     if spec["normalize"] == "imagenet":
-        normalise: Callable[[np.ndarray], torch.Tensor] = lambda images: preprocess(images, IMAGENET_MEAN, IMAGENET_STD)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
-        normalise = lambda images: preprocess(images, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # noqa: E731
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+    def normalise(images: np.ndarray) -> torch.Tensor:
+        return preprocess(images, mean, std).contiguous(memory_format=torch.channels_last)
+
     return model, torch_device, normalise
