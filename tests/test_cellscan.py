@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from test_upsample import SIZES
 
-from netdissect.cellscan import Columns, count_above, pixels_above, values_between
+from netdissect.cellscan import Columns, scan_between, smaller_side
 from netdissect.upsample import cell_pixel_values, corner_values, geometry
 
 
@@ -23,16 +23,20 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
     level = np.where(rng.random(len(cells)) < 0.5, own, rng.standard_normal(len(cells)).astype(np.float32))
     cols = Columns.of(corners, cells, geom)
 
-    np.testing.assert_array_equal(count_above(cols, geom, level), (values > level[:, None]).sum(1))
-
-    item, pixel = pixels_above(cols, geom, level)
-    rows, pos = np.nonzero(values > level[:, None])
+    item, pixel, above = smaller_side(cols, geom, level)
+    valid = ~np.isnan(values)
+    on_side = np.where(above[:, None], values > level[:, None], valid & ~(values > level[:, None]))
+    rows, pos = np.nonzero(on_side)
     assert sorted(zip(item.tolist(), pixel.tolist())) == sorted(
         zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist())
     )
+    assert above.any() and not above.all()
+    assert (on_side.sum(1) <= np.maximum(valid.sum(1) // 2, (values > level[:, None]).sum(1))).all()
 
-    low, high = (level - 0.3).astype(np.float32), (level + 0.2).astype(np.float32)
-    item, got = values_between(cols, geom, low, high)
-    inside = (values > low[:, None]) & (values <= high[:, None])
-    np.testing.assert_array_equal(np.sort(got), np.sort(values[inside]))
-    np.testing.assert_array_equal(np.bincount(item, minlength=len(cells)), inside.sum(1))
+    for low, high in ((level - 0.3, level + 0.2), (level, level), (level - 0.3, level)):
+        low, high = low.astype(np.float32), high.astype(np.float32)
+        above, item, got = scan_between(cols, geom, low, high)
+        np.testing.assert_array_equal(above, (values > high[:, None]).sum(1))
+        inside = (values > low[:, None]) & (values <= high[:, None])
+        np.testing.assert_array_equal(np.sort(got), np.sort(values[inside]))
+        np.testing.assert_array_equal(np.bincount(item, minlength=len(cells)), inside.sum(1))

@@ -110,10 +110,7 @@ def _between(cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray):
     return (
         (wide_start, np.maximum(wide_start, narrow_start)),
         (np.minimum(narrow_stop, wide_stop), wide_stop),
-        (
-            narrow_start,
-            narrow_stop,
-        ),
+        (narrow_start, narrow_stop),
     )
 
 
@@ -133,7 +130,7 @@ def _values(cols: Columns, geom: Geometry, item: np.ndarray, col: np.ndarray, ro
 
 
 def _pixel_index(geom: Geometry, cells: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
-    return geom.rows[cells, row] * geom.target[1] + geom.cols[cells, col]
+    return geom.origin[cells] + row * geom.target[1] + col
 
 
 def _expand_runs(*runs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,15 +138,8 @@ def _expand_runs(*runs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.n
     return tuple(np.concatenate(x) for x in zip(*parts))
 
 
-def _split_at(cols: Columns, geom: Geometry, level: np.ndarray):
-    """Rows surely above level, and rows within the rounding margin of it (to evaluate exactly)."""
-    x = level.astype(np.float64)[:, None]
-    first, second, sure = _between(cols, geom, x - cols.margin, x + cols.margin)
-    return sure, _expand_runs(first, second)
-
-
-def pixels_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every pixel of the items whose value is strictly above its item's level.
+def smaller_side(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per item, the pixels strictly above its level or the pixels not above it, whichever side is (about) smaller.
 
     Args:
         cols: the items' columns.
@@ -157,35 +147,52 @@ def pixels_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.n
         level: (K,) float32 level per item.
 
     Returns:
-        (item, flat output pixel index) of each such pixel.
+        (item, pixel, above): the listed pixels as (item, flat output pixel index), and per item whether they
+        are its pixels above the level (True) or its pixels at or below it (False).
     """
-    sure, (item_d, col_d, row_d) = _split_at(cols, geom, level)
-    item_s, col_s, row_s = _expand(*sure)
-    keep = _values(cols, geom, item_d, col_d, row_d) > level[item_d]
+    x = level.astype(np.float64)[:, None]
+    first, second, (sure_start, sure_stop) = _between(cols, geom, x - cols.margin, x + cols.margin)
+    above = 2 * (sure_stop - sure_start).sum(1) <= geom.npix[cols.cells]
+    groups = _row_groups(geom)
+    rows = np.where(geom.cols[cols.cells] >= 0, groups.count[groups.of_cell[cols.cells]][:, None], 0)  # per column
+    side = above[:, None]
+    # surely on the listed side: the run above level + margin, or the rows outside the run above level - margin
+    runs = (
+        (np.where(side, sure_start, 0), np.where(side, sure_stop, np.minimum(first[0], rows))),
+        (np.where(side, 0, second[1]), np.where(side, 0, rows)),
+    )
+    item_s, col_s, row_s = _expand_runs(*runs)
+    item_d, col_d, row_d = _expand_runs(first, second)
+    keep = (_values(cols, geom, item_d, col_d, row_d) > level[item_d]) == above[item_d]
     item = np.concatenate([item_s, item_d[keep]])
     pixel = _pixel_index(
         geom, cols.cells[item], np.concatenate([col_s, col_d[keep]]), np.concatenate([row_s, row_d[keep]])
     )
-    return item, pixel
+    return item, pixel, above
 
 
-def count_above(cols: Columns, geom: Geometry, level: np.ndarray) -> np.ndarray:
-    """(K,) number of pixels of each item strictly above its level."""
-    (start, stop), (item, col, row) = _split_at(cols, geom, level)
-    above = _values(cols, geom, item, col, row) > level[item]
-    return (stop - start).sum(1) + np.bincount(item[above], minlength=len(start))
+def scan_between(
+    cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per item, the number of pixels strictly above high, and every pixel value v with low < v <= high.
 
+    Rows surely above high (beyond the rounding margin) are counted per column run; every row between the
+    two levels' margins is evaluated exactly once and serves both results.
 
-def values_between(cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every pixel value v of the items with low < v <= high.
+    Args:
+        cols: the items' columns.
+        geom: the geometry.
+        low, high: (K,) float32 levels per item, low <= high.
 
     Returns:
-        (item, float32 value) of each such pixel.
+        (above, item, value): (K,) counts, and (item, float32 value) of each pixel inside (low, high].
     """
     lo = low.astype(np.float64)[:, None] - cols.margin
     hi = high.astype(np.float64)[:, None] + cols.margin
-    first, second, _ = _between(cols, geom, lo, hi)
+    first, second, (sure_start, sure_stop) = _between(cols, geom, lo, hi)
     item, col, row = _expand_runs(first, second)
     values = _values(cols, geom, item, col, row)
-    keep = (values > low[item]) & (values <= high[item])
-    return item[keep], values[keep]
+    over = values > high[item]
+    keep = (values > low[item]) & ~over
+    above = (sure_stop - sure_start).sum(1) + np.bincount(item[over], minlength=len(sure_start))
+    return above, item[keep], values[keep]

@@ -20,7 +20,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .cellscan import Columns, count_above, values_between
+from .cellscan import Columns, scan_between
 from .upsample import Geometry, cell_bounds, cell_pixel_values, item_corners
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
@@ -211,9 +211,8 @@ def histogram_between(
             rows, cols = np.nonzero((values > lo[u][:, None]) & (values <= hi[u][:, None]))
             item, inside, w = rows, values[rows, cols], weight[rows]
         else:
-            columns = Columns.of(corners, g, geom)
-            above += np.bincount(u, weights=count_above(columns, geom, hi[u]), minlength=num_units)
-            item, inside = values_between(columns, geom, lo[u], hi[u])
+            counts, item, inside = scan_between(Columns.of(corners, g, geom), geom, lo[u], hi[u])
+            above += np.bincount(u, weights=counts, minlength=num_units)
             w = np.ones(len(item))
         uu = u[item]
         units.append(uu)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .cellscan import Columns, pixels_above
+from .cellscan import Columns, smaller_side
 from .upsample import Geometry, cell_bounds, geometry, item_corners
 
 DENSE_LIMIT = 1 << 25  # largest (image, cell, concept) table counted densely
@@ -86,6 +86,11 @@ def _cell_histograms(labels: np.ndarray, geom: Geometry, size: int) -> tuple[np.
     return indptr, key % size, count
 
 
+def _count_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact a @ b of integer count matrices, through float64 BLAS (exact below 2**53, far above any count)."""
+    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
 def _gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Entry positions of the given CSR rows, and for each entry the index of its row in ``rows``."""
     lengths = indptr[rows + 1] - indptr[rows]
@@ -124,50 +129,53 @@ def tally_chunk(
     whole = lo > t
     active = (whole * geom.npix).sum(-1).astype(np.int64)  # (n, U)
     hits = np.zeros(num_units * size, np.int64)
+    indptr, concept, count = _cell_histograms(labels, geom, size)
+
+    def add_cells(img, unit, cell, sign=1):
+        """Add (or subtract) the label histograms of whole (image, unit, cell) items."""
+        entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
+        keys = unit[owner] * size + concept[entries]
+        hits[:] += sign * np.bincount(keys, weights=count[entries], minlength=hits.size).astype(np.int64)
 
     # cells wholly above threshold: add their label histograms
-    indptr, concept, count = _cell_histograms(labels, geom, size)
-    img, unit, cell = np.nonzero(whole)
-    entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
-    hits += np.bincount(unit[owner] * size + concept[entries], weights=count[entries], minlength=hits.size).astype(
-        np.int64
-    )
+    add_cells(*np.nonzero(whole))
 
-    # straddling cells: pixel by pixel
-    flat_labels = labels.reshape(n, labels.shape[1], -1)
+    # straddling cells: the pixels above threshold, or the whole cell minus the pixels not above, whichever is fewer
+    pixel_labels = labels.reshape(n, labels.shape[1], -1).transpose(0, 2, 1).reshape(-1, labels.shape[1])  # (n*HW, P)
     img, unit, cell = np.nonzero(~whole & (hi > t))
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, i * num_units + u, g)
-        item, pixel = pixels_above(Columns.of(corners, g, geom), geom, thresholds[u])
-        np.add.at(active, (i, u), np.bincount(item, minlength=len(g)))
-        pix_labels = flat_labels[i[item], :, pixel]  # (m, P)
-        keys = (u[item][:, None] * size + pix_labels)[pix_labels > 0]
-        hits += np.bincount(keys, minlength=hits.size)
+        item, pixel, above = smaller_side(Columns.of(corners, g, geom), geom, thresholds[u])
+        listed = np.bincount(item, minlength=len(g))
+        np.add.at(active, (i, u), np.where(above, listed, geom.npix[g] - listed))
+        add_cells(i[~above], u[~above], g[~above])
+        keys = (u[item] * size)[:, None] + pixel_labels[i[item] * (H * W) + pixel]  # concept 0 (none) is dropped below
+        sign = np.where(above[item], 1, -1)[:, None]
+        hits += np.bincount(
+            keys.ravel(), weights=np.broadcast_to(sign, keys.shape).ravel(), minlength=hits.size
+        ).astype(np.int64)
     intersection = hits.reshape(num_units, size)
+    intersection[:, 0] = 0
 
     # image-level labels carry every pixel of their image
     image_onehot = np.zeros((n, size), np.int64)
     rows, cols = np.nonzero(image_labels)
     image_onehot[rows, image_labels[rows, cols].astype(np.int64)] = 1
     image_onehot[:, 0] = 0
-    intersection += active.T @ image_onehot
+    intersection += _count_product(active.T, image_onehot)
 
-    label = np.bincount(flat_labels.ravel(), minlength=size).astype(np.int64)
-    label += image_onehot.sum(0) * (H * W)
-    label[0] = 0
-
-    present = image_onehot.astype(bool)
-    for p in range(flat_labels.shape[1]):
-        present[np.repeat(np.arange(n), flat_labels.shape[2]), flat_labels[:, p].ravel()] = True
-    present[:, 0] = False
+    image_of_entry = np.repeat(np.arange(n * geom.num_cells) // geom.num_cells, np.diff(indptr))
+    pixel_hist = np.bincount(image_of_entry * size + concept, weights=count, minlength=n * size).reshape(n, size)
+    label = pixel_hist.sum(0).astype(np.int64) + image_onehot.sum(0) * (H * W)
+    present = (pixel_hist > 0) | (image_onehot > 0)
     in_category = np.zeros((n, vocab.num_categories), np.int64)
     for g in range(vocab.num_categories):
         in_category[:, g] = present[:, vocab.category == g].any(1)
     return Counts(
         intersection=intersection,
         activation=active.sum(0),
-        activation_in_category=active.T @ in_category,
+        activation_in_category=_count_product(active.T, in_category),
         label=label,
         images_in_category=in_category.sum(0),
         images=n,

@@ -52,6 +52,8 @@ class Geometry:
             so padded pixels compare false with everything).
         col_weights: (G, Q, 2) float32 weights of source columns 0 and 1 for each output column.
         pixels: (G, R*Q) flat output pixel index of every cell pixel, -1 where padded.
+        origin: (G,) flat output index of each cell's first pixel; rows and columns of a cell are contiguous, so
+            the pixel in cell row r and column c is origin + r * W + c.
         npix: (G,) number of output pixels in each cell.
         cell_of_pixel: (H*W,) the cell of every output pixel.
         corner_rows: (Gr, 2) source rows of each row of cells; cell g lies in row g // Gc.
@@ -66,6 +68,7 @@ class Geometry:
     row_weights: np.ndarray
     col_weights: np.ndarray
     pixels: np.ndarray
+    origin: np.ndarray
     npix: np.ndarray
     cell_of_pixel: np.ndarray
     corner_rows: np.ndarray
@@ -134,6 +137,7 @@ def geometry(h: int, w: int, H: int, W: int) -> Geometry:
         row_weights,
         col_weights,
         pixels,
+        pixels[:, 0],
         npix,
         cell_of_pixel,
         corner_rows,
@@ -185,12 +189,12 @@ def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarra
     Returns:
         (lo, hi), each (..., G) float32.
     """
-    top, bottom = maps[..., geom.corner_rows[:, 0], :], maps[..., geom.corner_rows[:, 1], :]
+    top, bottom = np.take(maps, geom.corner_rows[:, 0], -2), np.take(maps, geom.corner_rows[:, 1], -2)
     row_lo, row_hi = np.minimum(top, bottom), np.maximum(top, bottom)
     left, right = geom.corner_cols[:, 0], geom.corner_cols[:, 1]
     shape = (*maps.shape[:-2], geom.num_cells)
-    lo = np.minimum(row_lo[..., left], row_lo[..., right]).reshape(shape)
-    hi = np.maximum(row_hi[..., left], row_hi[..., right]).reshape(shape)
+    lo = np.minimum(np.take(row_lo, left, -1), np.take(row_lo, right, -1)).reshape(shape)
+    hi = np.maximum(np.take(row_hi, left, -1), np.take(row_hi, right, -1)).reshape(shape)
     margin = np.maximum(np.abs(lo), np.abs(hi)) * ROUNDING_MARGIN
     return lo - margin, hi + margin
 
