@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from .cellscan import Columns, scan_between
-from .upsample import Geometry, cell_bounds, cell_pixel_values, item_corners
+from .upsample import Geometry, cell_bounds, cell_items, cell_pixel_values, item_corners
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
@@ -193,7 +193,7 @@ def histogram_between(
     above = (whole * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.float64)
     reaching = ~whole & (chi > lo[None, :, None])
     zero = reaching & (clo == 0) & (chi == 0)
-    img, unit, cell = np.nonzero(reaching & ~zero)
+    img, unit, cell = cell_items(reaching & ~zero)
     scale = bin_scale(lo, hi, nbins) if nbins else None
     # all-zero cells (ReLU layers) hold exact zeros: one entry per unit instead of one per pixel
     zeros = (zero * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.float64)

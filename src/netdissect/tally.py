@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .cellscan import Columns, smaller_side
-from .upsample import Geometry, cell_bounds, geometry, item_corners
+from .upsample import Geometry, cell_bounds, cell_items, geometry, item_corners
 
 DENSE_LIMIT = 1 << 25  # largest (image, cell, concept) table counted densely
 
@@ -138,11 +138,11 @@ def tally_chunk(
         hits[:] += sign * np.bincount(keys, weights=count[entries], minlength=hits.size).astype(np.int64)
 
     # cells wholly above threshold: add their label histograms
-    add_cells(*np.nonzero(whole))
+    add_cells(*cell_items(whole))
 
     # straddling cells: the pixels above threshold, or the whole cell minus the pixels not above, whichever is fewer
     pixel_labels = labels.reshape(n, labels.shape[1], -1).transpose(0, 2, 1).reshape(-1, labels.shape[1])  # (n*HW, P)
-    img, unit, cell = np.nonzero(~whole & (hi > t))
+    img, unit, cell = cell_items(~whole & (hi > t))
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, i * num_units + u, g)

@@ -159,6 +159,14 @@ def corner_values(maps: np.ndarray, geom: Geometry) -> np.ndarray:
     return flat[..., geom.corners]
 
 
+def cell_items(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, unit, cell) indices of the True entries of an (n, U, G) mask (np.nonzero, several times faster)."""
+    flat = np.flatnonzero(mask)
+    image, rest = np.divmod(flat, mask.shape[1] * mask.shape[2])
+    unit, cell = np.divmod(rest, mask.shape[2])
+    return image, unit, cell
+
+
 def item_corners(maps: np.ndarray, geom: Geometry, index: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """The four corner values of chosen cells.
 
