@@ -166,6 +166,17 @@ def bin_of(values: np.ndarray, lo: np.ndarray, scale: np.ndarray, nbins: int) ->
     return np.clip(b, 0, nbins - 1).astype(np.int64)
 
 
+def _sample_offsets(img: np.ndarray, unit: np.ndarray, cell: np.ndarray, stride: int) -> np.ndarray:
+    """(K, 2) first sampled row and column of each item, varied from item to item.
+
+    Activation peaks sit at source pixels, i.e. at the same place in every cell; one fixed sub-grid would see
+    them from the same distances every time and bias the estimate (by about 9% at stride 4). Offsets mixed
+    from the item's indices spread the sub-grids evenly over all positions.
+    """
+    mixed = img * 7919 + unit * 104729 + cell * 1299709
+    return np.stack([mixed % stride, (mixed // stride) % stride], 1)
+
+
 def histogram_between(
     acts: np.ndarray, geom: Geometry, lo: np.ndarray, hi: np.ndarray, nbins: int, stride: int = 1, batch: int = 4096
 ) -> Histogram:
@@ -205,7 +216,9 @@ def histogram_between(
         u, g = unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, img[start : start + batch] * num_units + u, g)
         if stride > 1:
-            values = cell_pixel_values(corners, g, geom, stride)
+            values = cell_pixel_values(
+                corners, g, geom, stride, _sample_offsets(img[start : start + batch], u, g, stride)
+            )
             weight = geom.npix[g] / np.maximum((values == values).sum(1), 1)
             above += np.bincount(u, weights=(values > hi[u][:, None]).sum(1) * weight, minlength=num_units)
             rows, cols = np.nonzero((values > lo[u][:, None]) & (values <= hi[u][:, None]))

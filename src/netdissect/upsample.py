@@ -207,22 +207,37 @@ def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarra
     return lo - margin, hi + margin
 
 
-def cell_pixel_values(corners: np.ndarray, cells: np.ndarray, geom: Geometry, stride: int = 1) -> np.ndarray:
+def _strided(weights: np.ndarray, cells: np.ndarray, offsets: np.ndarray, stride: int) -> np.ndarray:
+    """(K, ceil(R / stride), 2) weights of every stride-th row (or column) of each item's cell from its offset."""
+    size = weights.shape[1]
+    index = offsets[:, None] + stride * np.arange(-(-size // stride))
+    picked = weights[cells[:, None], np.minimum(index, size - 1)]
+    picked[index >= size] = np.nan
+    return picked
+
+
+def cell_pixel_values(
+    corners: np.ndarray, cells: np.ndarray, geom: Geometry, stride: int = 1, offsets: np.ndarray | None = None
+) -> np.ndarray:
     """Exact float32 upsampled values of the pixels of chosen cells.
 
     Args:
         corners: (K, 4) corner values of K (image, unit, cell) items.
         cells: (K,) the cell index of each item.
         geom: the geometry.
-        stride: evaluate every stride-th row and column only (from the middle of the first stride).
+        stride: evaluate every stride-th row and column only.
+        offsets: (K, 2) first sampled row and column of each item, in [0, stride) (default 0).
 
     Returns:
         (K, R*Q) float32 values laid out like ``geom.pixels[cells]`` (padding positions hold NaN); with
-        stride > 1, (K, r*q) values of the sampled rows and columns.
+        stride > 1, (K, r*q) values of the sampled rows and columns (NaN where they fall outside the cell).
     """
-    offset = stride // 2
-    cw = geom.col_weights[cells][:, offset::stride]  # (K, Q, 2)
-    rw = geom.row_weights[cells][:, offset::stride]  # (K, R, 2)
+    if stride > 1:
+        offsets = np.zeros((len(cells), 2), np.int64) if offsets is None else offsets
+        rw = _strided(geom.row_weights, cells, offsets[:, 0], stride)
+        cw = _strided(geom.col_weights, cells, offsets[:, 1], stride)
+    else:
+        rw, cw = geom.row_weights[cells], geom.col_weights[cells]
     top = cw[:, :, 0] * corners[:, 0:1] + cw[:, :, 1] * corners[:, 1:2]  # (K, Q)
     bottom = cw[:, :, 0] * corners[:, 2:3] + cw[:, :, 1] * corners[:, 3:4]
     values = rw[:, :, 0:1] * top[:, None, :] + rw[:, :, 1:2] * bottom[:, None, :]  # (K, R, Q)
