@@ -150,11 +150,15 @@ def refine_reduce(job) -> None:
     missed = Q.check_bracket(state, k)
     if len(missed):
         log.info("sampled interval missed %d units; rescanning them: %s", len(missed), missed[:20].tolist())
-        coarse_lo, coarse_hi = bracket["coarse_lo"][missed], bracket["coarse_hi"][missed]
-        rescan = _rescan(job.input.acts, missed, coarse_lo, coarse_hi, job.params.label_size)
+        # the exact counts tell on which side of the sampled interval t lies: rescan only that side
+        above = state.above[missed] > k
+        sampled_lo, sampled_hi = bracket["lo"][missed], bracket["hi"][missed]
+        side_lo = np.where(above, sampled_hi, bracket["coarse_lo"][missed])
+        side_hi = np.where(above, bracket["coarse_hi"][missed], sampled_lo)
+        rescan = _rescan(job.input.acts, missed, side_lo, side_hi, job.params.label_size)
         if len(Q.check_bracket(rescan, k)):
             raise StageError(f"internal error: coarse threshold bracket misses units of {job.input.bracket}")
-        lo[missed], hi[missed] = Q.narrow(rescan, coarse_lo, coarse_hi, k)
+        lo[missed], hi[missed] = Q.narrow(rescan, side_lo, side_hi, k)
     save_state(job.output.bracket, {"lo": lo, "hi": hi}, meta | {"rescanned": missed})
 
 
