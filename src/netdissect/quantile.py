@@ -201,13 +201,13 @@ def histogram_between(
     n, num_units = acts.shape[:2]
     clo, chi = cell_bounds(acts, geom)  # (n, U, G)
     whole = clo > hi[None, :, None]
-    above = (whole * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.float64)
+    above = (whole.sum(0) @ geom.npix).astype(np.float64)
     reaching = ~whole & (chi > lo[None, :, None])
     zero = reaching & (clo == 0) & (chi == 0)
     img, unit, cell = cell_items(reaching & ~zero)
     scale = bin_scale(lo, hi, nbins) if nbins else None
     # all-zero cells (ReLU layers) hold exact zeros: one entry per unit instead of one per pixel
-    zeros = (zero * geom.npix[None, None, :]).sum(axis=(0, 2)).astype(np.float64)
+    zeros = (zero.sum(0) @ geom.npix).astype(np.float64)
     zero_units = np.flatnonzero(zeros)
     zero_value = np.zeros(len(zero_units), np.float32)
     units, weights = [zero_units], [zeros[zero_units]]

@@ -20,6 +20,7 @@ import numpy as np
 
 # Relative bound on the float32 rounding of one interpolated value (a few units of 2**-24, with room to spare).
 ROUNDING_MARGIN = np.float32(2.0**-18)
+BOUNDS_BLOCK = 2048  # maps per block in cell_bounds
 
 
 def _axis(src_size: int, dst_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -197,14 +198,23 @@ def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarra
     Returns:
         (lo, hi), each (..., G) float32.
     """
-    top, bottom = np.take(maps, geom.corner_rows[:, 0], -2), np.take(maps, geom.corner_rows[:, 1], -2)
-    row_lo, row_hi = np.minimum(top, bottom), np.maximum(top, bottom)
-    left, right = geom.corner_cols[:, 0], geom.corner_cols[:, 1]
+    h, w = geom.source
+    flat = maps.reshape(-1, h, w)
+    lo = np.empty((len(flat), geom.num_cells), np.float32)
+    hi = np.empty((len(flat), geom.num_cells), np.float32)
+    rows, cols = geom.corner_rows, geom.corner_cols
+    for start in range(0, len(flat), BOUNDS_BLOCK):  # blocks small enough to stay in cache
+        block = flat[start : start + BOUNDS_BLOCK]
+        top, bottom = np.take(block, rows[:, 0], 1), np.take(block, rows[:, 1], 1)
+        row_lo, row_hi = np.minimum(top, bottom), np.maximum(top, bottom)
+        low = np.minimum(np.take(row_lo, cols[:, 0], 2), np.take(row_lo, cols[:, 1], 2)).reshape(len(block), -1)
+        high = np.maximum(np.take(row_hi, cols[:, 0], 2), np.take(row_hi, cols[:, 1], 2)).reshape(len(block), -1)
+        margin = np.maximum(np.abs(low), np.abs(high))
+        margin *= ROUNDING_MARGIN
+        np.subtract(low, margin, out=lo[start : start + BOUNDS_BLOCK])
+        np.add(high, margin, out=hi[start : start + BOUNDS_BLOCK])
     shape = (*maps.shape[:-2], geom.num_cells)
-    lo = np.minimum(np.take(row_lo, left, -1), np.take(row_lo, right, -1)).reshape(shape)
-    hi = np.maximum(np.take(row_hi, left, -1), np.take(row_hi, right, -1)).reshape(shape)
-    margin = np.maximum(np.abs(lo), np.abs(hi)) * ROUNDING_MARGIN
-    return lo - margin, hi + margin
+    return lo.reshape(shape), hi.reshape(shape)
 
 
 def _strided(weights: np.ndarray, cells: np.ndarray, offsets: np.ndarray, stride: int) -> np.ndarray:
