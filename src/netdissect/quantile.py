@@ -65,7 +65,8 @@ class Histogram:
     Attributes:
         total: number of values per unit seen (images x pixels).
         above: (U,) count of values above the interval.
-        unit, bin, count: sparse (unit, bin, count) triples; bins are float keys when nbins == EXACT.
+        unit, bin, count: sparse (unit, bin, count) triples, each (unit, bin) at most once; bins are float keys
+            when nbins == EXACT.
         nbins: bins per unit (EXACT for exact values).
     """
 
@@ -100,6 +101,14 @@ def _sparse_counts(unit: np.ndarray, bins: np.ndarray, weights: np.ndarray | Non
 def merge(states: list[Histogram]) -> Histogram:
     """Add up histograms of the same round (any order gives the same result)."""
     first = states[0]
+    above = np.sum([s.above for s in states], axis=0)
+    total = sum(s.total for s in states)
+    if first.nbins:  # binned: add into one dense table ((unit, bin) pairs are unique within a histogram)
+        dense = np.zeros(len(first.above) * first.nbins, np.int64)
+        for s in states:
+            dense[s.unit * first.nbins + s.bin] += s.count
+        nz = np.flatnonzero(dense)
+        return Histogram(total, above, nz // first.nbins, nz % first.nbins, dense[nz], first.nbins)
     u, b, c = _sparse_counts(
         np.concatenate([s.unit for s in states]),
         np.concatenate([s.bin for s in states]),
@@ -107,8 +116,7 @@ def merge(states: list[Histogram]) -> Histogram:
         len(first.above),
         first.nbins,
     )
-    above = np.sum([s.above for s in states], axis=0)
-    return Histogram(sum(s.total for s in states), above, u, b, c, first.nbins)
+    return Histogram(total, above, u, b, c, first.nbins)
 
 
 def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Histogram]:

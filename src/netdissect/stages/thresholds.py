@@ -52,10 +52,11 @@ def _pixels(job) -> int:
 
 
 def _pack(hist: Q.Histogram, prefix: str) -> dict[str, np.ndarray]:
+    """Arrays of a histogram for a state file, in compact types (units and bins fit 32 bits)."""
     return {
         f"{prefix}above": hist.above,
-        f"{prefix}unit": hist.unit,
-        f"{prefix}bin": hist.bin,
+        f"{prefix}unit": hist.unit.astype(np.int32),
+        f"{prefix}bin": hist.bin.astype(np.uint32),
         f"{prefix}count": hist.count,
         f"{prefix}meta": np.array([hist.total, hist.nbins], np.int64),
     }
@@ -66,8 +67,8 @@ def _unpack(arrays: dict[str, np.ndarray], prefix: str) -> Q.Histogram:
     return Q.Histogram(
         int(total),
         arrays[f"{prefix}above"],
-        arrays[f"{prefix}unit"],
-        arrays[f"{prefix}bin"],
+        arrays[f"{prefix}unit"].astype(np.int64),
+        arrays[f"{prefix}bin"].astype(np.int64),
         arrays[f"{prefix}count"],
         int(nbins),
     )
