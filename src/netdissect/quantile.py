@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from .cellscan import Columns, scan_between
-from .upsample import Geometry, cell_bounds, cell_items, cell_pixel_values, item_corners
+from .upsample import Geometry, cell_bounds, cell_pixel_values, classify_cells, item_corners
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
@@ -174,6 +174,11 @@ def bin_of(values: np.ndarray, lo: np.ndarray, scale: np.ndarray, nbins: int) ->
     return np.clip(b, 0, nbins - 1).astype(np.int64)
 
 
+def _pixels_per_unit(items: tuple[np.ndarray, np.ndarray, np.ndarray], geom: Geometry, num_units: int) -> np.ndarray:
+    """(U,) float64 number of pixels in the given (image, unit, cell) items."""
+    return np.bincount(items[1], weights=geom.npix[items[2]], minlength=num_units).astype(np.float64)
+
+
 def _sample_offsets(img: np.ndarray, unit: np.ndarray, cell: np.ndarray, stride: int) -> np.ndarray:
     """(K, 2) first sampled row and column of each item, varied from item to item.
 
@@ -207,15 +212,12 @@ def histogram_between(
         The chunk's Histogram.
     """
     n, num_units = acts.shape[:2]
-    clo, chi = cell_bounds(acts, geom)  # (n, U, G)
-    whole = clo > hi[None, :, None]
-    above = (whole.sum(0) @ geom.npix).astype(np.float64)
-    reaching = ~whole & (chi > lo[None, :, None])
-    zero = reaching & (clo == 0) & (chi == 0)
-    img, unit, cell = cell_items(reaching & ~zero)
+    cells = classify_cells(acts, geom, lo, hi)
+    above = _pixels_per_unit(cells.above, geom, num_units)
+    img, unit, cell = cells.reaching
     scale = bin_scale(lo, hi, nbins) if nbins else None
     # all-zero cells (ReLU layers) hold exact zeros: one entry per unit instead of one per pixel
-    zeros = (zero.sum(0) @ geom.npix).astype(np.float64)
+    zeros = _pixels_per_unit(cells.zero, geom, num_units)
     zero_units = np.flatnonzero(zeros)
     zero_value = np.zeros(len(zero_units), np.float32)
     units, weights = [zero_units], [zeros[zero_units]]

@@ -19,9 +19,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .cellscan import Columns, smaller_side
-from .upsample import Geometry, cell_bounds, cell_items, geometry, item_corners
+from .upsample import Geometry, classify_cells, geometry, item_corners
 
-DENSE_LIMIT = 1 << 25  # largest (image, cell, concept) table counted densely
+HISTOGRAM_BLOCK = 1 << 18  # (image, cell, concept) entries counted at once
 
 
 @dataclass
@@ -69,19 +69,25 @@ class Vocabulary:
 def _cell_histograms(labels: np.ndarray, geom: Geometry, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concept pixel counts of every (image, cell), as CSR rows indexed by image * G + cell.
 
+    Counted densely a few images at a time (the block's table stays in cache), keeping only nonzero entries.
+
     Returns:
         (indptr, concept, count).
     """
     n = labels.shape[0]
-    rows = np.arange(n)[:, None, None] * geom.num_cells + geom.cell_of_pixel[None, None, :]
-    keys = rows * size + labels.reshape(n, labels.shape[1], -1)
-    if n * geom.num_cells * size <= DENSE_LIMIT:
-        dense = np.bincount(keys.ravel(), minlength=n * geom.num_cells * size).reshape(-1, size)
-        dense[:, 0] = 0
-        key = np.flatnonzero(dense)
-        count = dense.ravel()[key]
-    else:
-        key, count = np.unique(keys[keys % size > 0], return_counts=True)
+    per_image = geom.num_cells * size
+    block = max(1, HISTOGRAM_BLOCK // per_image)
+    cell_keys = (geom.cell_of_pixel * size).astype(np.int64)
+    keys, counts = [], []
+    for start in range(0, n, block):
+        part = labels[start : start + block].reshape(-1, labels.shape[1], labels.shape[-2] * labels.shape[-1])
+        offsets = np.arange(len(part))[:, None, None] * per_image
+        dense = np.bincount((offsets + cell_keys + part).ravel(), minlength=len(part) * per_image)
+        dense[::size] = 0  # concept 0: no label
+        nonzero = np.flatnonzero(dense)
+        keys.append(nonzero + start * per_image)
+        counts.append(dense[nonzero])
+    key, count = np.concatenate(keys), np.concatenate(counts)
     indptr = np.searchsorted(key // size, np.arange(n * geom.num_cells + 1))
     return indptr, key % size, count
 
@@ -124,10 +130,16 @@ def tally_chunk(
     H, W = labels.shape[-2:]
     geom = geometry(h, w, H, W)
     size = vocab.size
-    lo, hi = cell_bounds(acts, geom)
-    t = thresholds.astype(np.float32)[None, :, None]
-    whole = lo > t
-    active = (whole * geom.npix).sum(-1).astype(np.int64)  # (n, U)
+    thresholds = np.asarray(thresholds, np.float32)
+    cells = classify_cells(acts, geom, thresholds, thresholds)  # above t, or straddling it
+    img, unit, cell = cells.above
+    active = (
+        np.bincount(  # (n, U) active pixels, starting with those of cells wholly above t
+            img * num_units + unit, weights=geom.npix[cell], minlength=n * num_units
+        )
+        .astype(np.int64)
+        .reshape(n, num_units)
+    )
     hits = np.zeros(num_units * size, np.int64)
     indptr, concept, count = _cell_histograms(labels, geom, size)
 
@@ -138,11 +150,11 @@ def tally_chunk(
         hits[:] += sign * np.bincount(keys, weights=count[entries], minlength=hits.size).astype(np.int64)
 
     # cells wholly above threshold: add their label histograms
-    add_cells(*cell_items(whole))
+    add_cells(*cells.above)
 
     # straddling cells: the pixels above threshold, or the whole cell minus the pixels not above, whichever is fewer
     pixel_labels = labels.reshape(n, labels.shape[1], -1).transpose(0, 2, 1).reshape(-1, labels.shape[1])  # (n*HW, P)
-    img, unit, cell = cell_items(~whole & (hi > t))
+    img, unit, cell = cells.reaching
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, i * num_units + u, g)

@@ -14,13 +14,14 @@ reference full upsampling) sees bit-identical values for the same pixel whatever
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
 
 # Relative bound on the float32 rounding of one interpolated value (a few units of 2**-24, with room to spare).
 ROUNDING_MARGIN = np.float32(2.0**-18)
-BOUNDS_BLOCK = 2048  # maps per block in cell_bounds
+BOUNDS_BLOCK = 2048  # maps per block of cell bounds
 
 
 def _axis(src_size: int, dst_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -160,14 +161,6 @@ def corner_values(maps: np.ndarray, geom: Geometry) -> np.ndarray:
     return flat[..., geom.corners]
 
 
-def cell_items(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image, unit, cell) indices of the True entries of an (n, U, G) mask (np.nonzero, several times faster)."""
-    flat = np.flatnonzero(mask)
-    image, rest = np.divmod(flat, mask.shape[1] * mask.shape[2])
-    unit, cell = np.divmod(rest, mask.shape[2])
-    return image, unit, cell
-
-
 def item_corners(maps: np.ndarray, geom: Geometry, index: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """The four corner values of chosen cells.
 
@@ -184,26 +177,25 @@ def item_corners(maps: np.ndarray, geom: Geometry, index: np.ndarray, cells: np.
     return flat[index[:, None], geom.corners[cells]]
 
 
-def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """Safe lower and upper bounds of every pixel value in each cell.
+def bound_blocks(maps: np.ndarray, geom: Geometry) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Safe lower and upper bounds of every pixel value in each cell, a block of maps at a time.
 
     The bounds are the cell's corner minimum and maximum widened by the float32 rounding of interpolation, so
     every computed pixel value v of the cell satisfies lo <= v <= hi (strictly inside unless all corners are
-    equal). Computed row of cells by row of cells, without gathering every cell's corners.
+    equal). Computed row of cells by row of cells, in blocks small enough to stay in cache: callers that only
+    need a few cells out of each block never write all bounds to memory.
 
     Args:
-        maps: (..., h, w) float32 source maps.
+        maps: (..., h, w) float32 source maps, seen as (N, h, w).
         geom: their geometry.
 
-    Returns:
-        (lo, hi), each (..., G) float32.
+    Yields:
+        (first map index of the block, lo (B, G), hi (B, G)).
     """
     h, w = geom.source
     flat = maps.reshape(-1, h, w)
-    lo = np.empty((len(flat), geom.num_cells), np.float32)
-    hi = np.empty((len(flat), geom.num_cells), np.float32)
     rows, cols = geom.corner_rows, geom.corner_cols
-    for start in range(0, len(flat), BOUNDS_BLOCK):  # blocks small enough to stay in cache
+    for start in range(0, len(flat), BOUNDS_BLOCK):
         block = flat[start : start + BOUNDS_BLOCK]
         top, bottom = np.take(block, rows[:, 0], 1), np.take(block, rows[:, 1], 1)
         row_lo, row_hi = np.minimum(top, bottom), np.maximum(top, bottom)
@@ -211,10 +203,50 @@ def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarra
         high = np.maximum(np.take(row_hi, cols[:, 0], 2), np.take(row_hi, cols[:, 1], 2)).reshape(len(block), -1)
         margin = np.maximum(np.abs(low), np.abs(high))
         margin *= ROUNDING_MARGIN
-        np.subtract(low, margin, out=lo[start : start + BOUNDS_BLOCK])
-        np.add(high, margin, out=hi[start : start + BOUNDS_BLOCK])
+        low -= margin
+        high += margin
+        yield start, low, high
+
+
+def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Safe bounds (see bound_blocks) of every cell: (lo, hi), each (..., G) float32."""
+    blocks = list(bound_blocks(maps, geom))
     shape = (*maps.shape[:-2], geom.num_cells)
-    return lo.reshape(shape), hi.reshape(shape)
+    return np.concatenate([b[1] for b in blocks]).reshape(shape), np.concatenate([b[2] for b in blocks]).reshape(shape)
+
+
+@dataclass
+class CellClasses:
+    """Cells of (n, U) maps against per-unit levels low <= high, as (image, unit, cell) index arrays.
+
+    Attributes:
+        above: cells wholly above high.
+        reaching: the other cells that reach above low (their corners are not all zero).
+        zero: the other cells reaching above low whose corners are all zero (every pixel exactly 0).
+    """
+
+    above: tuple[np.ndarray, np.ndarray, np.ndarray]
+    reaching: tuple[np.ndarray, np.ndarray, np.ndarray]
+    zero: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def classify_cells(maps: np.ndarray, geom: Geometry, low: np.ndarray, high: np.ndarray) -> CellClasses:
+    """Sort every cell of (n, U, h, w) maps by its bounds against per-unit levels (U,) low <= high."""
+    num_units, num_cells = maps.shape[1], geom.num_cells
+    found: dict[str, list[np.ndarray]] = {"above": [], "reaching": [], "zero": []}
+    for start, lo, hi in bound_blocks(maps, geom):
+        unit = (start + np.arange(len(lo))) % num_units
+        above = lo > high[unit][:, None]
+        reaching = ~above & (hi > low[unit][:, None])
+        zero = reaching & (lo == 0) & (hi == 0)
+        for name, mask in (("above", above), ("reaching", reaching & ~zero), ("zero", zero)):
+            found[name].append(np.flatnonzero(mask) + start * num_cells)
+
+    def items(flat: list[np.ndarray]):
+        item_map, cell = np.divmod(np.concatenate(flat), num_cells)
+        return (*np.divmod(item_map, num_units), cell)
+
+    return CellClasses(items(found["above"]), items(found["reaching"]), items(found["zero"]))
 
 
 def _strided(weights: np.ndarray, cells: np.ndarray, offsets: np.ndarray, stride: int) -> np.ndarray:
