@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from .cellscan import Columns, scan_between
-from .upsample import Geometry, cell_bounds, cell_pixel_values, classify_cells, item_corners
+from .upsample import Geometry, bound_blocks, cell_pixel_values, classify_cells, item_corners
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
@@ -38,11 +38,11 @@ def float_keys(values: np.ndarray, shift: int = 0) -> np.ndarray:
         shift: drop this many low bits (coarse bins of keys).
 
     Returns:
-        int64 array of keys in [0, 2**(32 - shift)).
+        Keys in [0, 2**(32 - shift)): int64, or int32 when shifted.
     """
     bits = (np.asarray(values, np.float32) + np.float32(0.0)).view(np.uint32)
     keys = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))
-    return (keys >> np.uint32(shift) if shift else keys).astype(np.int64)
+    return (keys >> np.uint32(shift)).astype(np.int32) if shift else keys.astype(np.int64)
 
 
 def key_floats(keys: np.ndarray) -> np.ndarray:
@@ -130,15 +130,22 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Hist
         (lower, upper) histograms over COARSE_BINS bins.
     """
     n, num_units = acts.shape[:2]
-    lo, hi = cell_bounds(acts, geom)  # (n, U, G)
-    unit = np.broadcast_to(np.arange(num_units)[None, :, None], lo.shape).ravel()
-    weights = np.broadcast_to(geom.npix[None, None, :], lo.shape).ravel().astype(np.float64)
+    keys = np.empty((2, n * num_units, geom.num_cells), np.int32)  # bins of lower and upper bounds
+    for start, lo, hi in bound_blocks(acts, geom):
+        keys[0, start : start + len(lo)] = float_keys(lo, COARSE_SHIFT)
+        keys[1, start : start + len(hi)] = float_keys(hi, COARSE_SHIFT)
+    first = int(keys.min())
+    width = int(keys.max()) - first + 1  # count only the span of bins in use: a far smaller table
+    row = (np.arange(2)[:, None] * num_units + np.arange(n * num_units) % num_units) * width - first
+    flat = keys + row[:, :, None].astype(np.int32 if 2 * num_units * width < 2**31 else np.int64)
+    weights = np.broadcast_to(geom.npix.astype(np.float64), flat.shape)
+    table = np.rint(np.bincount(flat.ravel(), weights.ravel(), 2 * num_units * width)).astype(np.int64)
     total = n * geom.target[0] * geom.target[1]
     out = []
-    for bound in (lo, hi):
-        bins = float_keys(bound, COARSE_SHIFT).ravel()
-        u, b, c = _sparse_counts(unit, bins, weights, num_units, COARSE_BINS)
-        out.append(Histogram(total, np.zeros(num_units, np.int64), u, b, c, COARSE_BINS))
+    for part in table.reshape(2, -1):
+        nz = np.flatnonzero(part)
+        unit, bins = np.divmod(nz, width)
+        out.append(Histogram(total, np.zeros(num_units, np.int64), unit, bins + first, part[nz], COARSE_BINS))
     return out[0], out[1]
 
 
