@@ -307,12 +307,13 @@ def bench_activations(n: int, results: dict) -> None:
         write_world(world, 0, 1, n, IMAGE)
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None).eval()
+    # the bare loop uses the stage's own settings (channels-last, 2 threads), so the ratio is the pipeline's cost
+    model = torchvision.models.resnet18(weights=None).eval().to(memory_format=torch.channels_last)
     images = np.stack([load_image(p) for p in sorted((world / "images" / "synthetic" / "val").glob("??????.png"))])
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(images), 32):
-            model(preprocess(images[i : i + 32]))
+            model(preprocess(images[i : i + 32]).contiguous(memory_format=torch.channels_last))
     bare = time.perf_counter() - start
     out = DATA / "act-out"
     shutil.rmtree(out, ignore_errors=True)
@@ -344,6 +345,7 @@ def bench_activations(n: int, results: dict) -> None:
             dtype="float16",
             device="cpu",
             skip_bad_images=False,
+            autocast=None,
         ),
     )
     start = time.perf_counter()

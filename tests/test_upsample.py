@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from netdissect.upsample import cell_bounds, corner_values, geometry, item_corners, upsample
+from netdissect.upsample import (
+    cell_bounds,
+    cell_pixel_values,
+    corner_values,
+    geometry,
+    item_corners,
+    sampled_pixel_values,
+    upsample,
+)
 
 SIZES = [
     (7, 7, 112, 112),
@@ -43,3 +51,25 @@ def test_7x7_to_112_cells_group_clamped_edges_with_their_neighbours():
     geom = geometry(7, 7, 112, 112)
     assert geom.num_cells == 49
     assert sorted(set(geom.npix.tolist())) == [8 * 8, 8 * 16, 8 * 24, 16 * 16, 16 * 24, 24 * 24]
+
+
+@pytest.mark.parametrize("h,w,H,W", SIZES)
+@pytest.mark.parametrize("stride", [2, 3, 4])
+def test_sampled_values_are_the_sub_grid_of_the_full_values(h, w, H, W, stride):
+    rng = np.random.default_rng(stride)
+    geom = geometry(h, w, H, W)
+    maps = rng.standard_normal((3, h, w)).astype(np.float32)
+    cells = np.tile(np.arange(geom.num_cells), 3)
+    corners = corner_values(maps, geom).reshape(-1, 4)
+    offsets = rng.integers(0, stride, (len(cells), 2))
+    full = cell_pixel_values(corners, cells, geom).reshape(len(cells), geom.rows.shape[1], geom.cols.shape[1])
+    seen = np.zeros(len(cells), int)
+    for members, values, weight in sampled_pixel_values(corners, cells, geom, stride, offsets):
+        for i, item in enumerate(members):
+            rows, cols = (geom.rows[cells[item]] >= 0).sum(), (geom.cols[cells[item]] >= 0).sum()
+            expected = full[item, offsets[item, 0] % rows :: stride, offsets[item, 1] % cols :: stride]
+            expected = expected[~np.isnan(expected)]
+            np.testing.assert_array_equal(values[i][~np.isnan(values[i])], expected)
+            assert weight[i] * expected.size == geom.npix[cells[item]]
+            seen[item] += 1
+    assert (seen == 1).all()

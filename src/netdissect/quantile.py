@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from .cellscan import Columns, scan_between
-from .upsample import Geometry, bound_blocks, cell_pixel_values, classify_cells, item_corners
+from .upsample import Geometry, bound_blocks, classify_cells, item_corners, sampled_pixel_values
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
@@ -233,13 +233,14 @@ def histogram_between(
         u, g = unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, img[start : start + batch] * num_units + u, g)
         if stride > 1:
-            values = cell_pixel_values(
-                corners, g, geom, stride, _sample_offsets(img[start : start + batch], u, g, stride)
-            )
-            weight = geom.npix[g] / np.maximum((values == values).sum(1), 1)
-            above += np.bincount(u, weights=(values > hi[u][:, None]).sum(1) * weight, minlength=num_units)
-            rows, cols = np.nonzero((values > lo[u][:, None]) & (values <= hi[u][:, None]))
-            item, inside, w = rows, values[rows, cols], weight[rows]
+            offsets = _sample_offsets(img[start : start + batch], u, g, stride)
+            parts = []
+            for members, values, weight in sampled_pixel_values(corners, g, geom, stride, offsets):
+                unit_lo, unit_hi = lo[u[members]][:, None], hi[u[members]][:, None]
+                above += np.bincount(u[members], weights=(values > unit_hi).sum(1) * weight, minlength=num_units)
+                rows, cols = np.nonzero((values > unit_lo) & (values <= unit_hi))
+                parts.append((members[rows], values[rows, cols], weight[rows]))
+            item, inside, w = (np.concatenate(x) for x in zip(*parts))
         else:
             counts, item, inside = scan_between(Columns.of(corners, g, geom), geom, lo[u], hi[u])
             above += np.bincount(u, weights=counts, minlength=num_units)

@@ -249,41 +249,65 @@ def classify_cells(maps: np.ndarray, geom: Geometry, low: np.ndarray, high: np.n
     return CellClasses(items(found["above"]), items(found["reaching"]), items(found["zero"]))
 
 
-def _strided(weights: np.ndarray, cells: np.ndarray, offsets: np.ndarray, stride: int) -> np.ndarray:
-    """(K, ceil(R / stride), 2) weights of every stride-th row (or column) of each item's cell from its offset."""
-    size = weights.shape[1]
-    index = offsets[:, None] + stride * np.arange(-(-size // stride))
-    picked = weights[cells[:, None], np.minimum(index, size - 1)]
-    picked[index >= size] = np.nan
-    return picked
-
-
-def cell_pixel_values(
-    corners: np.ndarray, cells: np.ndarray, geom: Geometry, stride: int = 1, offsets: np.ndarray | None = None
-) -> np.ndarray:
+def cell_pixel_values(corners: np.ndarray, cells: np.ndarray, geom: Geometry) -> np.ndarray:
     """Exact float32 upsampled values of the pixels of chosen cells.
 
     Args:
         corners: (K, 4) corner values of K (image, unit, cell) items.
         cells: (K,) the cell index of each item.
         geom: the geometry.
-        stride: evaluate every stride-th row and column only.
-        offsets: (K, 2) first sampled row and column of each item, in [0, stride) (default 0).
 
     Returns:
-        (K, R*Q) float32 values laid out like ``geom.pixels[cells]`` (padding positions hold NaN); with
-        stride > 1, (K, r*q) values of the sampled rows and columns (NaN where they fall outside the cell).
+        (K, R*Q) float32 values laid out like ``geom.pixels[cells]`` (padding positions hold NaN).
     """
-    if stride > 1:
-        offsets = np.zeros((len(cells), 2), np.int64) if offsets is None else offsets
-        rw = _strided(geom.row_weights, cells, offsets[:, 0], stride)
-        cw = _strided(geom.col_weights, cells, offsets[:, 1], stride)
-    else:
-        rw, cw = geom.row_weights[cells], geom.col_weights[cells]
-    top = cw[:, :, 0] * corners[:, 0:1] + cw[:, :, 1] * corners[:, 1:2]  # (K, Q)
-    bottom = cw[:, :, 0] * corners[:, 2:3] + cw[:, :, 1] * corners[:, 3:4]
-    values = rw[:, :, 0:1] * top[:, None, :] + rw[:, :, 1:2] * bottom[:, None, :]  # (K, R, Q)
-    return values.reshape(len(cells), -1)
+    return _interpolate(corners, geom.row_weights[cells], geom.col_weights[cells]).reshape(len(cells), -1)
+
+
+def _interpolate(corners: np.ndarray, row_weights: np.ndarray, col_weights: np.ndarray) -> np.ndarray:
+    """(K, r, q) values from (K, 4) corners and (K, r, 2), (K, q, 2) weights, in the one fixed order of operations."""
+    top = col_weights[:, :, 0] * corners[:, 0:1] + col_weights[:, :, 1] * corners[:, 1:2]  # (K, q)
+    bottom = col_weights[:, :, 0] * corners[:, 2:3] + col_weights[:, :, 1] * corners[:, 3:4]
+    return row_weights[:, :, 0:1] * top[:, None, :] + row_weights[:, :, 1:2] * bottom[:, None, :]
+
+
+def _every(weights: np.ndarray, cells: np.ndarray, offsets: np.ndarray, stride: int, size: int) -> np.ndarray:
+    """(K, ceil(size / stride), 2) weights of every stride-th of the first ``size`` rows (or columns), from each
+    item's offset; slots past the end hold NaN."""
+    index = offsets[:, None] + stride * np.arange(-(-size // stride))
+    picked = weights[cells[:, None], np.minimum(index, size - 1)]
+    picked[index >= size] = np.nan
+    return picked
+
+
+def sampled_pixel_values(
+    corners: np.ndarray, cells: np.ndarray, geom: Geometry, stride: int, offsets: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Exact float32 values of every stride-th row and column of chosen cells, cells of one shape at a time.
+
+    Args:
+        corners: (K, 4) corner values of K items.
+        cells: (K,) the cell of each item.
+        geom: the geometry.
+        stride: sampling step along rows and columns.
+        offsets: (K, 2) first sampled row and column of each item, in [0, stride) (taken modulo the cell's size).
+
+    Yields:
+        (members, values, weight): indices into the K items, their (k, m) sampled values (NaN where a slot falls
+        outside the cell) and (k,) the pixels each sample stands for.
+    """
+    rows, cols = (geom.rows >= 0).sum(1), (geom.cols >= 0).sum(1)
+    shape = rows[cells] * (geom.cols.shape[1] + 1) + cols[cells]
+    for key in np.unique(shape):
+        members = np.flatnonzero(shape == key)
+        r, q = divmod(int(key), geom.cols.shape[1] + 1)
+        sub, off = cells[members], offsets[members] % np.array([r, q])  # a cell smaller than the stride: sampled once
+        values = _interpolate(
+            corners[members],
+            _every(geom.row_weights, sub, off[:, 0], stride, r),
+            _every(geom.col_weights, sub, off[:, 1], stride, q),
+        )
+        taken = -(-(r - off[:, 0]) // stride) * -(-(q - off[:, 1]) // stride)
+        yield members, values.reshape(len(members), -1), geom.npix[sub] / taken
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
