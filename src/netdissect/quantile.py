@@ -15,6 +15,7 @@ order in which chunks are merged:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -28,6 +29,8 @@ COARSE_BINS = 1 << 12
 REFINE_BINS = 4096
 EXACT = 0  # nbins of a round that keeps exact values (bins are float keys)
 FLOAT_MAX = np.finfo(np.float32).max
+SAMPLE_BATCH = 32768  # sampled cells evaluated at once
+SCAN_BATCH = 4096  # cells scanned column by column at once (more spills the cache)
 
 
 def float_keys(values: np.ndarray, shift: int = 0) -> np.ndarray:
@@ -198,7 +201,13 @@ def _sample_offsets(img: np.ndarray, unit: np.ndarray, cell: np.ndarray, stride:
 
 
 def histogram_between(
-    acts: np.ndarray, geom: Geometry, lo: np.ndarray, hi: np.ndarray, nbins: int, stride: int = 1, batch: int = 4096
+    batches: np.ndarray | Iterable[np.ndarray],
+    geom: Geometry,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    nbins: int,
+    stride: int = 1,
+    batch: int | None = None,
 ) -> Histogram:
     """Counts of upsampled values above hi, and binned (or exact) inside (lo, hi].
 
@@ -208,17 +217,40 @@ def histogram_between(
     an estimate, used to choose a narrow interval cheaply.
 
     Args:
-        acts: (n, U, h, w) float32 activations.
+        batches: (n, U, h, w) float32 activations, or an iterable of such batches (a chunk read piece by piece).
         geom: the upsampling geometry.
         lo, hi: (U,) float32 interval per unit.
         nbins: bins per unit, or EXACT to keep exact values.
         stride: 1 for exact counts, more to sample.
-        batch: number of cells evaluated at once (bounds memory).
+        batch: number of cells evaluated at once (bounds memory; default: what runs fastest for the stride).
 
     Returns:
-        The chunk's Histogram.
+        The Histogram of all batches.
     """
-    n, num_units = acts.shape[:2]
+    num_units = len(lo)
+    total, above = 0, np.zeros(num_units)
+    table = np.zeros(num_units * nbins) if nbins else None  # binned rounds add up densely
+    exact: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for acts in [batches] if isinstance(batches, np.ndarray) else batches:
+        total += acts.shape[0] * geom.target[0] * geom.target[1]
+        batch_above, units, bins, weights = _entries_between(acts, geom, lo, hi, nbins, stride, batch)
+        above += batch_above
+        if nbins:
+            table += np.bincount(units * nbins + bins, weights=weights, minlength=len(table))
+        else:
+            exact.append((units, bins, weights))
+    if nbins:
+        nz = np.flatnonzero(table)
+        unit, bins = np.divmod(nz, nbins)
+        counts = np.rint(table[nz]).astype(np.int64)
+    else:
+        unit, bins, counts = _sparse_counts(*(np.concatenate(x) for x in zip(*exact)), num_units, nbins)
+    return Histogram(total, np.rint(above).astype(np.int64), unit, bins, counts, nbins)
+
+
+def _entries_between(acts, geom, lo, hi, nbins, stride, batch):
+    """One batch of histogram_between: (above (U,), and the unit, bin and weight of every value inside)."""
+    num_units = acts.shape[1]
     cells = classify_cells(acts, geom, lo, hi)
     above = _pixels_per_unit(cells.above, geom, num_units)
     img, unit, cell = cells.reaching
@@ -229,6 +261,7 @@ def histogram_between(
     zero_value = np.zeros(len(zero_units), np.float32)
     units, weights = [zero_units], [zeros[zero_units]]
     bins = [bin_of(zero_value, lo[zero_units], scale[zero_units], nbins) if nbins else float_keys(zero_value)]
+    batch = batch or (SAMPLE_BATCH if stride > 1 else SCAN_BATCH)
     for start in range(0, len(img), batch):
         u, g = unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, img[start : start + batch] * num_units + u, g)
@@ -249,8 +282,7 @@ def histogram_between(
         units.append(uu)
         bins.append(bin_of(inside, lo[uu], scale[uu], nbins) if nbins else float_keys(inside))
         weights.append(w)
-    u, b, c = _sparse_counts(np.concatenate(units), np.concatenate(bins), np.concatenate(weights), num_units, nbins)
-    return Histogram(n * geom.target[0] * geom.target[1], np.rint(above).astype(np.int64), u, b, c, nbins)
+    return above, np.concatenate(units), np.concatenate(bins), np.concatenate(weights)
 
 
 def estimated_bracket(

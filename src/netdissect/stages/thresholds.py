@@ -114,8 +114,8 @@ def refine_chunk(job) -> None:
     bracket, _ = load_state(job.input.bracket)
     geom = _geometry(job.input.acts, job.params.label_size)
     lo, hi, nbins, stride = bracket["lo"], bracket["hi"], job.params.nbins, job.params.stride
-    parts = [Q.histogram_between(a, geom, lo, hi, nbins, stride) for a in _batches(job.input.acts)]
-    save_state(job.output.state, _pack(Q.merge(parts), ""), _chunk_meta(job.input.acts))
+    state = Q.histogram_between(_batches(job.input.acts), geom, lo, hi, nbins, stride)
+    save_state(job.output.state, _pack(state, ""), _chunk_meta(job.input.acts))
 
 
 def _merged(job) -> tuple[dict, dict, Q.Histogram]:
@@ -138,8 +138,8 @@ def _rescan(acts_paths: list[str], units: np.ndarray, lo: np.ndarray, hi: np.nda
     """Exact 4096-bin histogram of some units over (lo, hi], read from every activation chunk."""
     parts = []
     for path in acts_paths:
-        geom = _geometry(path, label_size)
-        parts += [Q.histogram_between(a[:, units], geom, lo, hi, Q.REFINE_BINS) for a in _batches(path)]
+        batches = (a[:, units] for a in _batches(path))
+        parts.append(Q.histogram_between(batches, _geometry(path, label_size), lo, hi, Q.REFINE_BINS))
     return Q.merge(parts)
 
 
