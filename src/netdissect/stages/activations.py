@@ -49,7 +49,11 @@ def activations_chunk(job) -> None:
     torch.set_num_threads(max(1, job.threads))
     layers = [_layer_of(path) for path in job.output]
     model, device, normalise = load_model(p.model, model_inputs(job), p.device)
+    from ..fusion import fold_batch_norms
     from ..hooks import LayerHooks
+
+    folded = fold_batch_norms(model, set(layers))
+    log.info("folded %d batch norms into their convolutions", len(folded))
 
     records = chunk_records(p.source, p.start, p.stop)
     skipped = Skipped()
