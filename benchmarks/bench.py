@@ -534,7 +534,7 @@ def main() -> None:
     if "storage" in chosen:
         bench_storage(results)
     if "activations" in chosen:
-        bench_activations(256, results)
+        bench_activations(512, results)
     if "e2e" in chosen:
         bench_e2e(args.images, results)
     print(json.dumps(results, indent=2))
