@@ -372,6 +372,7 @@ def bench_activations(n: int, results: dict) -> None:
 E2E_VARIANTS = (  # (chunk_size, activations.autocast)
     (500, None),
     (1000, None),
+    (2000, None),
     (1000, "bfloat16"),
 )
 

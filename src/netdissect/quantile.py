@@ -4,13 +4,15 @@ Definition. For a unit with M upsampled values (all images, all pixels), sorted 
 and k = floor(q * M) with q the decimal value of the config, the threshold is t = v(k+1): the (k+1)-th largest
 value. At most k values (a fraction <= q) lie strictly above t; without ties exactly k do.
 
-Computation. Three rounds narrow a per-unit interval (lo, hi] that holds t. Each round is a pass over the chunks
-that produces integer histograms which simply add up, so the result does not depend on chunk size or on the
-order in which chunks are merged:
+Computation. Rounds narrow a per-unit interval (lo, hi] that holds t. Each round is a pass over the chunks
+that produces histograms which simply add up, so the result does not depend on chunk size or on the order in
+which chunks are merged:
 
 1. coarse: histograms of every cell's lower and upper value bounds on fixed bins (no per-pixel work);
-2. refine: exact pixel values, only in cells that can reach (lo, hi], on 4096 bins spanning (lo, hi];
-3. exact: the distinct values inside the one bin that holds t, which pins t down exactly.
+2. sample: values on a sub-grid of the cells that can reach (lo, hi], scaled up: an estimate that picks a
+   narrow interval for the next round;
+3. refine: exact pixel values, only in cells that can reach (lo, hi], on 4096 bins spanning (lo, hi];
+4. exact: the distinct values inside the one bin that holds t, which pins t down exactly.
 """
 
 from __future__ import annotations
