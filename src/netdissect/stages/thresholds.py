@@ -236,6 +236,8 @@ def thresholds_in_process(
             label_size=label_size,
         )
     )
+    if after_round:
+        after_round("coarse", folder)
     for name, previous, nbins, stride, reduce in ROUNDS:
         bracket = str(folder / f"{previous}.npz")
         chunks(refine_chunk, name, bracket, label_size=label_size, nbins=nbins, stride=stride)
