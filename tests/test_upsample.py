@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from netdissect.upsample import (
-    cell_bounds,
+    bound_blocks,
     cell_pixel_values,
     corner_values,
     geometry,
@@ -37,7 +37,8 @@ def test_cells_partition_pixels_and_bound_values(h, w, H, W):
     pixels = geom.pixels[geom.pixels >= 0]
     assert np.array_equal(np.sort(pixels), np.arange(H * W))
     assert geom.npix.sum() == H * W
-    lo, hi = cell_bounds(maps, geom)
+    blocks = list(bound_blocks(maps, geom))
+    lo, hi = (np.concatenate([b[i] for b in blocks]) for i in (1, 2))
     values = upsample(maps, (H, W)).reshape(4, -1)
     cell = geom.cell_of_pixel
     assert (values >= lo[:, cell]).all() and (values <= hi[:, cell]).all()

@@ -82,6 +82,13 @@ class Histogram:
     count: np.ndarray
     nbins: int
 
+    @classmethod
+    def from_table(cls, total: int, above: np.ndarray, table: np.ndarray, nbins: int) -> Histogram:
+        """The histogram of a dense (U * nbins,) table of counts (integers, or floats that round to them)."""
+        nz = np.flatnonzero(table)
+        unit, bins = np.divmod(nz, nbins)
+        return cls(total, np.rint(above).astype(np.int64), unit, bins, np.rint(table[nz]).astype(np.int64), nbins)
+
     def dense(self) -> np.ndarray:
         """(U, nbins) int64 counts (binned rounds only)."""
         out = np.zeros((len(self.above), self.nbins), np.int64)
@@ -89,18 +96,11 @@ class Histogram:
         return out
 
 
-def _sparse_counts(unit: np.ndarray, bins: np.ndarray, weights: np.ndarray | None, num_units: int, nbins: int):
-    """Sum weights per (unit, bin) and return the nonzero (unit, bin, count) triples."""
-    width = nbins or (1 << 32)
-    flat = unit.astype(np.int64) * width + bins
-    if num_units * width <= 1 << 24:
-        dense = np.bincount(flat, weights=weights, minlength=num_units * width)
-        nz = np.flatnonzero(dense)
-        counts = dense[nz]
-    else:
-        nz, inverse = np.unique(flat, return_inverse=True)
-        counts = np.bincount(inverse, weights=weights, minlength=len(nz))
-    return nz // width, nz % width, np.rint(counts).astype(np.int64)
+def _exact_counts(unit: np.ndarray, keys: np.ndarray, weights: np.ndarray):
+    """Sum weights per (unit, float key) and return the (unit, key, count) triples of an EXACT histogram."""
+    flat, inverse = np.unique(unit.astype(np.int64) << 32 | keys, return_inverse=True)
+    counts = np.bincount(inverse, weights=weights, minlength=len(flat))
+    return flat >> 32, flat & 0xFFFFFFFF, np.rint(counts).astype(np.int64)
 
 
 def merge(states: list[Histogram]) -> Histogram:
@@ -112,14 +112,11 @@ def merge(states: list[Histogram]) -> Histogram:
         dense = np.zeros(len(first.above) * first.nbins, np.int64)
         for s in states:
             dense[s.unit * first.nbins + s.bin] += s.count
-        nz = np.flatnonzero(dense)
-        return Histogram(total, above, nz // first.nbins, nz % first.nbins, dense[nz], first.nbins)
-    u, b, c = _sparse_counts(
+        return Histogram.from_table(total, above, dense, first.nbins)
+    u, b, c = _exact_counts(
         np.concatenate([s.unit for s in states]),
         np.concatenate([s.bin for s in states]),
         np.concatenate([s.count for s in states]).astype(np.float64),
-        len(first.above),
-        first.nbins,
     )
     return Histogram(total, above, u, b, c, first.nbins)
 
@@ -242,11 +239,8 @@ def histogram_between(
         else:
             exact.append((units, bins, weights))
     if nbins:
-        nz = np.flatnonzero(table)
-        unit, bins = np.divmod(nz, nbins)
-        counts = np.rint(table[nz]).astype(np.int64)
-    else:
-        unit, bins, counts = _sparse_counts(*(np.concatenate(x) for x in zip(*exact)), num_units, nbins)
+        return Histogram.from_table(total, above, table, nbins)
+    unit, bins, counts = _exact_counts(*(np.concatenate(x) for x in zip(*exact)))
     return Histogram(total, np.rint(above).astype(np.int64), unit, bins, counts, nbins)
 
 

@@ -13,8 +13,8 @@ reference full upsampling) sees bit-identical values for the same pixel whatever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -206,13 +206,6 @@ def bound_blocks(maps: np.ndarray, geom: Geometry) -> Iterator[tuple[int, np.nda
         low -= margin
         high += margin
         yield start, low, high
-
-
-def cell_bounds(maps: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """Safe bounds (see bound_blocks) of every cell: (lo, hi), each (..., G) float32."""
-    blocks = list(bound_blocks(maps, geom))
-    shape = (*maps.shape[:-2], geom.num_cells)
-    return np.concatenate([b[1] for b in blocks]).reshape(shape), np.concatenate([b[2] for b in blocks]).reshape(shape)
 
 
 @dataclass
