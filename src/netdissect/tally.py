@@ -143,11 +143,11 @@ def tally_chunk(
     hits = np.zeros(num_units * size, np.int64)
     indptr, concept, count = _cell_histograms(labels, geom, size)
 
-    def add_cells(img, unit, cell, sign=1):
-        """Add (or subtract) the label histograms of whole (image, unit, cell) items."""
+    def add_cells(img, unit, cell):
+        """Add the label histograms of whole (image, unit, cell) items."""
         entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
         keys = unit[owner] * size + concept[entries]
-        hits[:] += sign * np.bincount(keys, weights=count[entries], minlength=hits.size).astype(np.int64)
+        hits[:] += np.bincount(keys, weights=count[entries], minlength=hits.size).astype(np.int64)
 
     # cells wholly above threshold: add their label histograms
     add_cells(*cells.above)
