@@ -54,6 +54,8 @@ def test_default_config_is_valid():
         ({"model": {"factory": "x.py:f"}}, "set exactly one of them"),
         ({"model": {"layers": []}}, "'model.layers'"),
         ({"activations": {"dtype": "int8"}}, "'activations.dtype': 'int8' is not one of: float16, float32"),
+        ({"activations": {"threads": 0}}, "'activations.threads'"),
+        ({"activations": {"autocast": "int8"}}, "'activations.autocast': 'int8' is not one of"),
         ({"union": "some"}, "'union': 'some' is not one of: all, category"),
     ],
 )
