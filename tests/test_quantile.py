@@ -35,6 +35,7 @@ def random_acts(rng, n, units, h, w):
     acts[:, 2] = np.round(acts[:, 2] * 2) / 2  # coarse values: ties
     acts[:, 3] *= 1e-30  # tiny values
     acts[:, 4] = acts[:, 4] * 1e3 - 3e4  # large negative values
+    acts[::2, 5] = rng.standard_normal((len(acts[::2]), 1, 1))  # constant maps, whole-map bounds
     return acts.astype(np.float16).astype(np.float32)
 
 

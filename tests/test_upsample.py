@@ -5,6 +5,7 @@ import torch
 from netdissect.upsample import (
     bound_blocks,
     cell_pixel_values,
+    classify_cells,
     corner_values,
     geometry,
     item_corners,
@@ -46,6 +47,23 @@ def test_cells_partition_pixels_and_bound_values(h, w, H, W):
     assert np.array_equal(lo, corners.min(-1) - np.maximum(np.abs(corners.min(-1)), np.abs(corners.max(-1))) * 2.0**-18)
     index, cells = np.repeat(np.arange(4), geom.num_cells), np.tile(np.arange(geom.num_cells), 4)
     assert np.array_equal(item_corners(maps, geom, index, cells), corners.reshape(-1, 4))
+
+
+def test_classify_cells_matches_every_cell_bound_against_the_levels():
+    rng = np.random.default_rng(5)
+    maps = np.maximum(rng.standard_normal((6, 4, 7, 7)), 0).astype(np.float32)
+    maps[:, 3] = rng.standard_normal((6, 1, 1))  # constant maps
+    geom = geometry(7, 7, 112, 112)
+    low = np.array([0.5, -0.1, 2.5, 0.0], np.float32)
+    high = low + np.array([0.5, 0.2, 0.0, 1.0], np.float32)
+    lo, hi = (np.concatenate([b[i] for b in bound_blocks(maps, geom)]).reshape(6, 4, -1) for i in (1, 2))
+    above = lo > high[:, None]
+    reaching = ~above & (hi > low[:, None])
+    zero = reaching & (lo == 0) & (hi == 0)
+    classes = classify_cells(maps, geom, low, high)
+    for found, mask in ((classes.above, above), (classes.reaching, reaching & ~zero), (classes.zero, zero)):
+        assert [a.tolist() for a in found] == [a.tolist() for a in np.nonzero(mask)]
+    assert len(classes.zero[0]) and len(classes.above[0]) and len(classes.reaching[0])
 
 
 def test_7x7_to_112_cells_group_clamped_edges_with_their_neighbours():

@@ -24,7 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from .cellscan import Columns, scan_between
-from .upsample import Geometry, bound_blocks, classify_cells, item_corners, sampled_pixel_values
+from .upsample import Geometry, bound_blocks, classify_cells, item_corners, map_bounds, sampled_pixel_values
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
@@ -124,6 +124,8 @@ def merge(states: list[Histogram]) -> Histogram:
 def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Histogram]:
     """Round 1: pixel-weighted histograms of cell lower and upper bounds on fixed key bins.
 
+    A constant map (e.g. all zero after a ReLU) adds one entry per histogram, the bounds of all its cells.
+
     Args:
         acts: (n, U, h, w) float32 activations.
         geom: geometry upsampling (h, w) to the label resolution.
@@ -132,19 +134,26 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Hist
         (lower, upper) histograms over COARSE_BINS bins.
     """
     n, num_units = acts.shape[:2]
-    keys = np.empty((2, n * num_units, geom.num_cells), np.int32)  # bins of lower and upper bounds
-    for start, lo, hi in bound_blocks(acts, geom):
+    flat = acts.reshape(-1, *geom.source)
+    map_lo, map_hi, constant = map_bounds(flat)
+    varying = np.flatnonzero(~constant)
+    keys = np.empty((2, len(varying), geom.num_cells), np.int32)  # bins of cell lower and upper bounds
+    for start, lo, hi in bound_blocks(flat[varying], geom):
         keys[0, start : start + len(lo)] = float_keys(lo, COARSE_SHIFT)
         keys[1, start : start + len(hi)] = float_keys(hi, COARSE_SHIFT)
-    first = int(keys.min())
-    width = int(keys.max()) - first + 1  # count only the span of bins in use: a far smaller table
-    row = (np.arange(2)[:, None] * num_units + np.arange(n * num_units) % num_units) * width - first
-    flat = keys + row[:, :, None].astype(np.int32 if 2 * num_units * width < 2**31 else np.int64)
-    weights = np.broadcast_to(geom.npix.astype(np.float64), flat.shape)
-    table = np.rint(np.bincount(flat.ravel(), weights.ravel(), 2 * num_units * width)).astype(np.int64)
-    total = n * geom.target[0] * geom.target[1]
+    whole = np.stack([float_keys(map_lo[constant], COARSE_SHIFT), float_keys(map_hi[constant], COARSE_SHIFT)])
+    pixels = geom.target[0] * geom.target[1]
+    units = np.concatenate([np.repeat(varying % num_units, geom.num_cells), np.flatnonzero(constant) % num_units])
+    weights = np.concatenate([np.tile(geom.npix, len(varying)), np.full(whole.shape[1], pixels)]).astype(np.float64)
+    keys = np.concatenate([keys.reshape(2, -1), whole], axis=1)
+    first = int(keys.min(initial=0))
+    width = int(keys.max(initial=0)) - first + 1  # count only the span of bins in use: a far smaller table
+    index_type = np.int32 if 2 * num_units * width < 2**31 else np.int64
+    rows = (np.arange(2)[:, None] * num_units + units) * width - first
+    table = np.bincount((keys + rows.astype(index_type)).ravel(), np.tile(weights, 2), 2 * num_units * width)
+    total = n * pixels
     out = []
-    for part in table.reshape(2, -1):
+    for part in np.rint(table).astype(np.int64).reshape(2, -1):
         nz = np.flatnonzero(part)
         unit, bins = np.divmod(nz, width)
         out.append(Histogram(total, np.zeros(num_units, np.int64), unit, bins + first, part[nz], COARSE_BINS))

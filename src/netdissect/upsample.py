@@ -201,11 +201,16 @@ def bound_blocks(maps: np.ndarray, geom: Geometry) -> Iterator[tuple[int, np.nda
         row_lo, row_hi = np.minimum(top, bottom), np.maximum(top, bottom)
         low = np.minimum(np.take(row_lo, cols[:, 0], 2), np.take(row_lo, cols[:, 1], 2)).reshape(len(block), -1)
         high = np.maximum(np.take(row_hi, cols[:, 0], 2), np.take(row_hi, cols[:, 1], 2)).reshape(len(block), -1)
-        margin = np.maximum(np.abs(low), np.abs(high))
-        margin *= ROUNDING_MARGIN
-        low -= margin
-        high += margin
-        yield start, low, high
+        yield start, *_widen(low, high)
+
+
+def _widen(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corner minima and maxima widened by the rounding margin, in place."""
+    margin = np.maximum(np.abs(low), np.abs(high))
+    margin *= ROUNDING_MARGIN
+    low -= margin
+    high += margin
+    return low, high
 
 
 @dataclass
@@ -223,20 +228,45 @@ class CellClasses:
     zero: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def map_bounds(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Safe lower and upper bounds of every pixel value of each whole map, widened like cell bounds.
+
+    Every cell bound of ``bound_blocks`` lies inside its map's bounds (a map whose upper bound is at or below a
+    level has no cell reaching above it); in a constant map every cell's bounds equal the map's.
+
+    Args:
+        maps: (N, h, w) float32 source maps.
+
+    Returns:
+        (lo, hi, constant): (N,) float32 bounds and (N,) whether the map is constant.
+    """
+    flat = maps.reshape(len(maps), -1)
+    low, high = flat.min(1), flat.max(1)
+    constant = low == high
+    return *_widen(low, high), constant
+
+
 def classify_cells(maps: np.ndarray, geom: Geometry, low: np.ndarray, high: np.ndarray) -> CellClasses:
-    """Sort every cell of (n, U, h, w) maps by its bounds against per-unit levels (U,) low <= high."""
+    """Sort every cell of (n, U, h, w) maps by its bounds against per-unit levels (U,) low <= high.
+
+    Only maps whose bounds reach above their unit's low level are bounded cell by cell.
+    """
     num_units, num_cells = maps.shape[1], geom.num_cells
+    flat = maps.reshape(-1, *geom.source)
+    candidates = np.flatnonzero(map_bounds(flat)[1] > np.tile(low, maps.shape[0]))
     found: dict[str, list[np.ndarray]] = {"above": [], "reaching": [], "zero": []}
-    for start, lo, hi in bound_blocks(maps, geom):
-        unit = (start + np.arange(len(lo))) % num_units
+    for start, lo, hi in bound_blocks(flat[candidates], geom):
+        index = candidates[start : start + len(lo)]
+        unit = index % num_units
         above = lo > high[unit][:, None]
         reaching = ~above & (hi > low[unit][:, None])
         zero = reaching & (lo == 0) & (hi == 0)
         for name, mask in (("above", above), ("reaching", reaching & ~zero), ("zero", zero)):
-            found[name].append(np.flatnonzero(mask) + start * num_cells)
+            rows, cells = np.divmod(np.flatnonzero(mask), num_cells)
+            found[name].append(index[rows] * num_cells + cells)
 
     def items(flat: list[np.ndarray]):
-        item_map, cell = np.divmod(np.concatenate(flat), num_cells)
+        item_map, cell = np.divmod(np.concatenate(flat) if flat else np.zeros(0, np.int64), num_cells)
         return (*np.divmod(item_map, num_units), cell)
 
     return CellClasses(items(found["above"]), items(found["reaching"]), items(found["zero"]))
