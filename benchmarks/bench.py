@@ -107,7 +107,8 @@ def _tally(task):
 def reduction(folder: Path, names: list[str], workers: int, timings: dict | None = None) -> float:
     """Seconds for the full threshold and tally reduction of a layer, chunk stages on ``workers`` processes.
 
-    ``timings`` receives the seconds of each round (chunk stage and reduce together).
+    ``timings`` receives the seconds of each round (chunk stage and reduce together); the tally's reduce fixes the
+    thresholds and computes IoU.
     """
     timings = {} if timings is None else timings
     work = folder / f"work{workers}"
@@ -120,20 +121,25 @@ def reduction(folder: Path, names: list[str], workers: int, timings: dict | None
         timings[name], mark = time.perf_counter() - mark, time.perf_counter()
 
     with ProcessPoolExecutor(workers) as pool:
-        table = threshold_stage.thresholds_in_process(acts, work, 0.01, (LABEL, LABEL), pool.map, lap)
+        bracket = str(threshold_stage.intervals_in_process(acts, work, 0.01, (LABEL, LABEL), pool.map, lap))
+        concepts = str(folder / "concepts.csv")
+        counts = [str(work / "tally" / f"{c}.zarr") for c in names]
         tasks = [
             (
-                {
-                    "acts": a,
-                    "segment": str(folder / "seg" / f"{c}.zarr"),
-                    "thresholds": str(table),
-                    "concepts": str(folder / "concepts.csv"),
-                },
-                {"counts": str(work / "tally" / f"{c}.zarr")},
+                {"acts": a, "segment": str(folder / "seg" / f"{c}.zarr"), "bracket": bracket, "concepts": concepts},
+                {"counts": out},
             )
-            for a, c in zip(acts, names)
+            for a, c, out in zip(acts, names, counts)
         ]
         list(pool.map(_tally, tasks))
+        tally_stage.tally_reduce(
+            stage_job(
+                {"counts": counts, "bracket": bracket, "concepts": concepts},
+                {"tally": str(work / "tally.zarr"), "thresholds": str(work / "thresholds.csv")},
+                union="all",
+                quantile=0.01,
+            )
+        )
         timings["tally"] = time.perf_counter() - mark
     return time.perf_counter() - start
 
@@ -225,20 +231,20 @@ from types import SimpleNamespace as NS
 from netdissect.stages import thresholds, tally
 acts, seg, folder = {acts!r}, {seg!r}, {folder!r}
 thresholds.coarse_chunk(NS(input=NS(acts=acts), output=NS(state=folder + '/mem-coarse.npz'), params=NS(label_size=(112, 112))))
-tally.tally_chunk(NS(input=NS(acts=acts, segment=seg, thresholds={thresholds!r}, concepts=folder + '/concepts.csv'),
+tally.tally_chunk(NS(input=NS(acts=acts, segment=seg, bracket={bracket!r}, concepts=folder + '/concepts.csv'),
                      output=NS(counts=folder + '/mem-tally.zarr'), params=NS()))
 # peak RSS of this process image (ru_maxrss would include the parent's from before exec)
 print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])
 """
 
 
-def peak_rss_mb(folder: Path, name: str, thresholds: Path) -> float:
+def peak_rss_mb(folder: Path, name: str, bracket: Path) -> float:
     code = MEMORY_CHILD.format(
         src=str(ROOT / "src"),
         acts=str(folder / "acts" / f"{name}.zarr"),
         seg=str(folder / "seg" / f"{name}.zarr"),
         folder=str(folder),
-        thresholds=str(thresholds),
+        bracket=str(bracket),
     )
     for leftover in ("mem-coarse.npz", "mem-tally.zarr"):
         shutil.rmtree(folder / leftover, ignore_errors=True)
@@ -259,8 +265,8 @@ def prepared(n: int, chunk: int, name: str | None = None) -> tuple[Path, list[st
 def bench_memory(results: dict) -> None:
     """Peak RSS of a chunk job for chunk sizes 250 and 1000, and for 1k- and 8k-image datasets at chunk 500."""
     base, names = prepared(1000, 500)
-    thresholds = base / "work2" / "thresholds.csv"
-    if not thresholds.exists():
+    bracket = base / "work2" / "refine.npz"
+    if not bracket.exists():
         reduction(base, names, 2)
     out = {}
     cases = (
@@ -271,7 +277,7 @@ def bench_memory(results: dict) -> None:
     )
     for label, n, chunk, name in cases:
         folder, names = prepared(n, chunk, name)
-        out[label] = peak_rss_mb(folder, names[-1], thresholds)
+        out[label] = peak_rss_mb(folder, names[-1], bracket)
     results["memory_mb"] = out
 
 

@@ -23,15 +23,21 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
     level = np.where(rng.random(len(cells)) < 0.5, own, rng.standard_normal(len(cells)).astype(np.float32))
     cols = Columns.of(corners, cells, geom)
 
-    item, pixel, above = smaller_side(cols, geom, level)
     valid = ~np.isnan(values)
-    on_side = np.where(above[:, None], values > level[:, None], valid & ~(values > level[:, None]))
-    rows, pos = np.nonzero(on_side)
-    assert sorted(zip(item.tolist(), pixel.tolist())) == sorted(
-        zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist())
-    )
-    assert above.any() and not above.all()
-    assert (on_side.sum(1) <= np.maximum(valid.sum(1) // 2, (values > level[:, None]).sum(1))).all()
+    for low in (level, level - np.float32(0.3), level - np.abs(level) * np.float32(1e-6)):
+        item, pixel, above, (p_item, p_pixel, p_value) = smaller_side(cols, geom, low.astype(np.float32), level)
+        on_side = np.where(above[:, None], values > level[:, None], valid & ~(values > level[:, None]))
+        rows, pos = np.nonzero(on_side)
+        assert sorted(zip(item.tolist(), pixel.tolist())) == sorted(
+            zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist())
+        )
+        assert above.any() and not above.all()
+        assert (on_side.sum(1) <= np.maximum(valid.sum(1) // 2, (values > level[:, None]).sum(1))).all()
+        inside = (values > low[:, None]) & (values <= level[:, None])
+        rows, pos = np.nonzero(inside)
+        expected = zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist(), values[rows, pos].tolist())
+        assert sorted(zip(p_item.tolist(), p_pixel.tolist(), p_value.tolist())) == sorted(expected)
+        assert (low < level).any() <= (len(p_item) > 0)
 
     for low, high in ((level - 0.3, level + 0.2), (level, level), (level - 0.3, level)):
         low, high = low.astype(np.float32), high.astype(np.float32)

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 
 from netdissect import quantile as Q
+from netdissect.tally import Pending, Vocabulary, tally_chunk
 from netdissect.upsample import geometry, upsample
 
 
 def exact_thresholds(acts, size, q, chunks, order=None):
-    """Run the three rounds over the given chunks (merging in the given order)."""
+    """Run the rounds over the given chunks (merging in the given order), then the count pass without labels."""
     geom = geometry(acts.shape[2], acts.shape[3], *size)
     parts = [acts[a:b] for a, b in chunks]
     order = order or list(range(len(parts)))
@@ -15,12 +16,16 @@ def exact_thresholds(acts, size, q, chunks, order=None):
     upper = Q.merge([coarse[i][1] for i in order])
     k = Q.target_rank(q, lower.total)
     lo, hi = Q.bracket_from_coarse(lower, upper, k)
-    for nbins in (Q.REFINE_BINS, Q.EXACT):
-        states = [Q.histogram_between(p, geom, lo, hi, nbins, batch=5) for p in parts]
-        state = Q.merge([states[i] for i in order])
-        assert len(Q.check_bracket(state, k)) == 0
-        lo, hi = Q.narrow(state, lo, hi, k)
-    return hi, k
+    states = [Q.histogram_between(p, geom, lo, hi, Q.REFINE_BINS, batch=5) for p in parts]
+    state = Q.merge([states[i] for i in order])
+    assert len(Q.check_bracket(state, k)) == 0
+    lo, hi = Q.narrow(state, lo, hi, k)
+    no_labels = Vocabulary(np.array([-1]), 0)
+    pending = [
+        tally_chunk(p, np.zeros((len(p), 0, *size), np.uint16), np.zeros((len(p), 0), np.uint16), lo, hi, no_labels)[1]
+        for p in parts
+    ]
+    return Q.threshold_in_interval(Pending.concat([pending[i] for i in order]).values_histogram(), k), k
 
 
 def brute_force(acts, size, k):

@@ -13,6 +13,7 @@ from netdissect.stores import (
     StoreError,
     atomic_path,
     open_group,
+    save_state,
     write_csv,
     write_group,
 )
@@ -53,7 +54,8 @@ def make_chunk(folder, dataset_digest, model="m"):
         {"provenance": {"inputs": {"dataset": "chunk-A", "segmenter": "s"}}},
     )
     write_csv(folder / "concepts.csv", pd.DataFrame({"id": [1], "name": ["x"], "category": ["object"]}))
-    write_csv(folder / "t.csv", pd.DataFrame({"unit": [0, 1], "threshold": [0.5, 0.5]}))
+    level = np.full(2, 0.5, np.float32)
+    save_state(folder / "bracket.npz", {"lo": level, "hi": level}, {"k": 1, "total": 4 * 36, "quantile": 0.01})
 
 
 def tally_job(folder):
@@ -61,7 +63,7 @@ def tally_job(folder):
         input=NS(
             acts=str(folder / "acts.zarr"),
             segment=str(folder / "seg.zarr"),
-            thresholds=str(folder / "t.csv"),
+            bracket=str(folder / "bracket.npz"),
             concepts=str(folder / "concepts.csv"),
         ),
         output=NS(counts=str(folder / "counts.zarr")),
@@ -85,9 +87,9 @@ def test_tally_reduce_refuses_chunks_of_different_models(tmp_path):
         counts.append(str(folder / "counts.zarr"))
     job = NS(
         input=NS(
-            counts=counts, thresholds=str(tmp_path / "a" / "t.csv"), concepts=str(tmp_path / "a" / "concepts.csv")
+            counts=counts, bracket=str(tmp_path / "a" / "bracket.npz"), concepts=str(tmp_path / "a" / "concepts.csv")
         ),
-        output=NS(tally=str(tmp_path / "tally.zarr")),
+        output=NS(tally=str(tmp_path / "tally.zarr"), thresholds=str(tmp_path / "thresholds.csv")),
         params=NS(union="all", quantile=0.01),
     )
     with pytest.raises(StoreError, match="model differs"):

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from netdissect.iou import iou_matrix, label_units
-from netdissect.tally import Vocabulary, tally_chunk
+from netdissect import quantile as Q
+from netdissect.tally import Pending, Vocabulary, tally_chunk
 from netdissect.upsample import upsample
 
 CATEGORY = np.array([-1, 0, 0, 1, 1, 2, 2, 2])  # ids 1-2 cat 0, 3-4 cat 1 (pixel); 5-7 cat 2 (image-level)
@@ -42,7 +43,8 @@ def test_counts_equal_brute_force(seed):
     acts, labels, image_labels = make_chunk(rng, 6)
     values = upsample(acts, labels.shape[-2:]).transpose(1, 0, 2, 3).reshape(acts.shape[1], -1)
     t = np.quantile(values, [0.5, 0.9, 0.99, 0.2], axis=1).diagonal().astype(np.float32)
-    counts = tally_chunk(acts, labels, image_labels, t, VOCAB, batch=7)
+    counts, pending = tally_chunk(acts, labels, image_labels, t, t, VOCAB, batch=7)
+    assert len(pending.unit) == 0 and (pending.above == counts.activation).all()
     inter, act, act_cat, label = brute_force(acts, labels, image_labels, t)
     np.testing.assert_array_equal(counts.intersection, inter)
     np.testing.assert_array_equal(counts.activation, act)
@@ -55,18 +57,58 @@ def test_counts_add_up_over_chunks():
     rng = np.random.default_rng(9)
     acts, labels, image_labels = make_chunk(rng, 9)
     t = np.full(4, 0.3, np.float32)
-    whole = tally_chunk(acts, labels, image_labels, t, VOCAB)
-    parts = [tally_chunk(acts[a:b], labels[a:b], image_labels[a:b], t, VOCAB) for a, b in [(0, 2), (2, 7), (7, 9)]]
+    whole = tally_chunk(acts, labels, image_labels, t, t, VOCAB)[0]
+    parts = [
+        tally_chunk(acts[a:b], labels[a:b], image_labels[a:b], t, t, VOCAB)[0] for a, b in [(0, 2), (2, 7), (7, 9)]
+    ]
     merged = parts[2] + parts[0] + parts[1]
     for name in ("intersection", "activation", "activation_in_category", "label", "images_in_category"):
         np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+
+
+def test_pending_values_fix_t_and_complete_the_counts():
+    """Counting against intervals (lo, hi] around t, then resolving the pending values, equals counting at t;
+    unlabelled images count towards t only."""
+    rng = np.random.default_rng(11)
+    acts, labels, image_labels = make_chunk(rng, 10, units=5)
+    acts[:, 1] = np.maximum(acts[:, 1] - 2.2, 0)  # ReLU unit with t = 0: all-zero cells are pending
+    acts[:, 2] = np.round(acts[:, 2])  # ties at t
+    labelled = np.ones(10, bool)
+    labelled[[2, 7]] = False
+    labels[~labelled], image_labels[~labelled] = 0, 0
+    values = upsample(acts, labels.shape[-2:]).transpose(1, 0, 2, 3).reshape(5, -1)
+    k = Q.target_rank(0.1, values.shape[1])
+    ranked = -np.sort(-values, axis=1)
+    t = ranked[:, k]
+    assert t[1] == 0 and (values[2] == t[2]).sum() > 1
+    hi = np.maximum(ranked[:, k - 40], t).astype(np.float32)
+    lo = np.array([t[0] - 0.05, -0.5, t[2] - 0.5, t[3] - 1e-3, -3.0], np.float32)
+    lo = np.minimum(lo, np.nextafter(t, np.float32(-np.inf)))
+    parts = [
+        tally_chunk(acts[a:b], labels[a:b], image_labels[a:b], lo, hi, VOCAB, labelled[a:b], batch=5)
+        for a, b in [(0, 3), (3, 8), (8, 10)]
+    ]
+    pending = Pending.concat([p for _, p in parts])
+    assert len(pending.unit) > 0 and pending.values == values.shape[1]
+    found = Q.threshold_in_interval(pending.values_histogram(), k)
+    np.testing.assert_array_equal(found, t)
+    np.testing.assert_array_equal(pending.values_above(found), (values > t[:, None]).sum(1))
+    counts = parts[0][0] + parts[1][0] + parts[2][0] + pending.active(found, VOCAB.size, values.shape[1] // 10)
+    inter, act, act_cat, label = brute_force(acts[labelled], labels[labelled], image_labels[labelled], t)
+    np.testing.assert_array_equal(counts.intersection, inter)
+    np.testing.assert_array_equal(counts.activation, act)
+    np.testing.assert_array_equal(counts.activation_in_category, act_cat)
+    np.testing.assert_array_equal(counts.label, label)
+    assert counts.images == 8
+    with pytest.raises(ValueError, match="misses units"):
+        Q.threshold_in_interval(pending.values_histogram(), k + 10**6)
 
 
 def test_iou_and_labels():
     rng = np.random.default_rng(5)
     acts, labels, image_labels = make_chunk(rng, 5)
     t = np.full(4, 0.5, np.float32)
-    counts = tally_chunk(acts, labels, image_labels, t, VOCAB)
+    counts = tally_chunk(acts, labels, image_labels, t, t, VOCAB)[0]
     inter, act, act_cat, label = brute_force(acts, labels, image_labels, t)
     iou_all = iou_matrix(counts, VOCAB, "all")
     np.testing.assert_allclose(iou_all[:, 1:], inter[:, 1:] / (act[:, None] + label[None, 1:] - inter[:, 1:]))
@@ -88,7 +130,8 @@ def test_iou_and_labels():
 def test_dead_unit_gets_zero_iou_and_no_label():
     acts = np.zeros((2, 1, 3, 3), np.float32)
     labels = np.ones((2, 1, 6, 6), np.uint16)
-    counts = tally_chunk(acts, labels, np.zeros((2, 1), np.uint16), np.zeros(1, np.float32), VOCAB)
+    zero = np.zeros(1, np.float32)
+    counts = tally_chunk(acts, labels, np.zeros((2, 1), np.uint16), zero, zero, VOCAB)[0]
     assert counts.activation[0] == 0
     iou = iou_matrix(counts, VOCAB)
     assert (iou == 0).all()

@@ -1,4 +1,5 @@
-"""The threshold stage functions chained over chunk stores, including the rescan when a sampled interval misses."""
+"""The threshold rounds and the tally stage chained over chunk stores: thresholds.csv holds the exact order
+statistic, including after a rescan when a sampled interval misses, and over images without a segmentation."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import pandas as pd
 import pytest
 
 from netdissect import quantile as Q
+from netdissect.stages import stage_job
+from netdissect.stages import tally as tally_stage
 from netdissect.stages import thresholds as T
-from netdissect.stores import load_state, save_state, write_group
+from netdissect.stores import load_state, open_group, save_state, write_csv, write_group
 from netdissect.upsample import upsample
 
 SIZE = (24, 20)
@@ -29,25 +32,59 @@ def spoiler(side):
     return spoil
 
 
+def _stores(tmp_path, acts, chunks, skipped):
+    """Activation and segmentation chunk stores (segmentations lack the skipped rows) and a concept table."""
+    paths = []
+    for i, (a, b) in enumerate(chunks):
+        inputs = {"dataset": str(i), "model": "m", "layer": "l"}
+        rows = np.arange(a, b)
+        path = tmp_path / "acts" / f"{i}.zarr"
+        write_group(path, {"activations": acts[a:b], "rows": rows}, {"provenance": {"inputs": inputs}})
+        labelled = rows[~np.isin(rows, skipped)]
+        write_group(
+            tmp_path / "seg" / f"{i}.zarr",
+            {
+                "labels": np.ones((len(labelled), 1, *SIZE), np.uint16),
+                "image_labels": np.zeros((len(labelled), 1), np.uint16),
+                "rows": labelled,
+            },
+            {"provenance": {"inputs": {"dataset": str(i), "segmenter": "s"}}},
+        )
+        paths.append((str(path), str(tmp_path / "seg" / f"{i}.zarr")))
+    write_csv(tmp_path / "concepts.csv", pd.DataFrame({"id": [1], "name": ["thing"], "category": ["object"]}))
+    return paths
+
+
 @pytest.mark.parametrize("spoil", [None, "above", "below"])
 def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
     rng = np.random.default_rng(7)
     acts = np.maximum(rng.standard_normal((23, 6, 5, 4)), 0).astype(np.float16)
-    paths = []
-    for i, (a, b) in enumerate(((0, 9), (9, 17), (17, 23))):
-        path = tmp_path / "acts" / f"{i}.zarr"
-        write_group(
-            path,
-            {"activations": acts[a:b], "rows": np.arange(a, b)},
-            {"provenance": {"inputs": {"dataset": str(i), "model": "m", "layer": "l"}}},
-        )
-        paths.append(str(path))
-    path = T.thresholds_in_process(
-        paths, tmp_path / "states", 0.02, SIZE, after_round=spoiler(spoil) if spoil else None
+    skipped = [3, 18]  # images without a segmentation still count towards the thresholds
+    paths = _stores(tmp_path, acts, ((0, 9), (9, 17), (17, 23)), skipped)
+    acts_paths = [a for a, _ in paths]
+    bracket = T.intervals_in_process(
+        acts_paths, tmp_path / "states", 0.02, SIZE, after_round=spoiler(spoil) if spoil else None
     )
-    table, meta = pd.read_csv(path), load_state(tmp_path / "states" / "refine.npz")[1]
-    values = upsample(acts.astype(np.float32), SIZE).transpose(1, 0, 2, 3).reshape(6, -1)
-    k = Q.target_rank(0.02, values.shape[1])
-    np.testing.assert_array_equal(table["threshold"].to_numpy(np.float32), -np.sort(-values, axis=1)[:, k])
-    np.testing.assert_array_equal(table["above"], (values > table["threshold"].to_numpy(np.float32)[:, None]).sum(1))
+    counts = []
+    for i, (a, seg) in enumerate(paths):
+        counts.append(str(tmp_path / "tally" / f"{i}.zarr"))
+        inputs = {"acts": a, "segment": seg, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
+        tally_stage.tally_chunk(stage_job(inputs, {"counts": counts[-1]}))
+    outputs = {"tally": str(tmp_path / "tally.zarr"), "thresholds": str(tmp_path / "thresholds.csv")}
+    inputs = {"counts": counts, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
+    tally_stage.tally_reduce(stage_job(inputs, outputs, union="all", quantile=0.02))
+
+    table, meta = pd.read_csv(outputs["thresholds"]), load_state(bracket)[1]
+    values = upsample(acts.astype(np.float32), SIZE)
+    flat = values.transpose(1, 0, 2, 3).reshape(6, -1)
+    k = Q.target_rank(0.02, flat.shape[1])
+    t = table["threshold"].to_numpy(np.float32)
+    np.testing.assert_array_equal(t, -np.sort(-flat, axis=1)[:, k])
+    np.testing.assert_array_equal(table["above"], (flat > t[:, None]).sum(1))
     assert len(meta["rescanned"]) == (6 if spoil else 0)
+    tally = open_group(outputs["tally"])
+    labelled = np.delete(values, skipped, axis=0)  # every labelled pixel carries concept 1
+    active = (labelled > t[None, :, None, None]).sum((0, 2, 3))
+    np.testing.assert_array_equal(tally["activation"][:], active)
+    np.testing.assert_array_equal(tally["intersection"][:][:, 0], active)
+    np.testing.assert_array_equal(tally["thresholds"][:], t)

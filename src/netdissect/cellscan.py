@@ -138,37 +138,46 @@ def _expand_runs(*runs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.n
     return tuple(np.concatenate(x) for x in zip(*parts))
 
 
-def smaller_side(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per item, the pixels strictly above its level or the pixels not above it, whichever side is (about) smaller.
+def smaller_side(
+    cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per item, the pixels strictly above ``high`` or the pixels not above it, whichever side is (about) smaller;
+    and every pixel inside (low, high] with its value.
 
     Args:
         cols: the items' columns.
         geom: the geometry.
-        level: (K,) float32 level per item.
+        low, high: (K,) float32 levels per item, low <= high (equal levels: nothing lies inside).
 
     Returns:
-        (item, pixel, above): the listed pixels as (item, flat output pixel index), and per item whether they
-        are its pixels above the level (True) or its pixels at or below it (False).
+        (item, pixel, above, inside): the listed pixels as (item, flat output pixel index), per item whether they
+        are its pixels above ``high`` (True) or its pixels at or below it (False), and the (item, pixel, value)
+        of the pixels inside (low, high].
     """
-    x = level.astype(np.float64)[:, None]
-    first, second, (sure_start, sure_stop) = _between(cols, geom, x - cols.margin, x + cols.margin)
+    first, second, (sure_start, sure_stop) = _between(
+        cols, geom, low.astype(np.float64)[:, None] - cols.margin, high.astype(np.float64)[:, None] + cols.margin
+    )
     above = 2 * (sure_stop - sure_start).sum(1) <= geom.npix[cols.cells]
     groups = _row_groups(geom)
     rows = np.where(geom.cols[cols.cells] >= 0, groups.count[groups.of_cell[cols.cells]][:, None], 0)  # per column
     side = above[:, None]
-    # surely on the listed side: the run above level + margin, or the rows outside the run above level - margin
+    # surely on the listed side: the run above high + margin, or the rows outside the run above low - margin
     runs = (
         (np.where(side, sure_start, 0), np.where(side, sure_stop, np.minimum(first[0], rows))),
         (np.where(side, 0, second[1]), np.where(side, 0, rows)),
     )
     item_s, col_s, row_s = _expand_runs(*runs)
     item_d, col_d, row_d = _expand_runs(first, second)
-    keep = (_values(cols, geom, item_d, col_d, row_d) > level[item_d]) == above[item_d]
+    values = _values(cols, geom, item_d, col_d, row_d)
+    over = values > high[item_d]
+    keep = over == above[item_d]
+    inside = ~over & (values > low[item_d])
     item = np.concatenate([item_s, item_d[keep]])
     pixel = _pixel_index(
         geom, cols.cells[item], np.concatenate([col_s, col_d[keep]]), np.concatenate([row_s, row_d[keep]])
     )
-    return item, pixel, above
+    pending = item_d[inside], _pixel_index(geom, cols.cells[item_d[inside]], col_d[inside], row_d[inside])
+    return item, pixel, above, (*pending, values[inside])
 
 
 def scan_between(

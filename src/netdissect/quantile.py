@@ -12,7 +12,8 @@ which chunks are merged:
 2. sample: values on a sub-grid of the cells that can reach (lo, hi], scaled up: an estimate that picks a
    narrow interval for the next round;
 3. refine: exact pixel values, only in cells that can reach (lo, hi], on 4096 bins spanning (lo, hi];
-4. exact: the distinct values inside the one bin that holds t, which pins t down exactly.
+4. the count pass (``tally``) keeps the distinct values inside the one bin that holds t, with their labels;
+   ``threshold_in_interval`` then pins t down exactly from all chunks' values.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .upsample import Geometry, bound_blocks, classify_cells, item_corners, map_
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
 REFINE_BINS = 4096
-EXACT = 0  # nbins of a round that keeps exact values (bins are float keys)
+EXACT = 0  # nbins of a histogram of exact values (bins are float keys)
 FLOAT_MAX = np.finfo(np.float32).max
 SAMPLE_BATCH = 32768  # sampled cells evaluated at once
 SCAN_BATCH = 4096  # cells scanned column by column at once (more spills the cache)
@@ -70,8 +71,8 @@ class Histogram:
     Attributes:
         total: number of values per unit seen (images x pixels).
         above: (U,) count of values above the interval.
-        unit, bin, count: sparse (unit, bin, count) triples, each (unit, bin) at most once; bins are float keys
-            when nbins == EXACT.
+        unit, bin, count: sparse (unit, bin, count) triples, each (unit, bin) at most once in binned histograms;
+            bins are float keys when nbins == EXACT.
         nbins: bins per unit (EXACT for exact values).
     """
 
@@ -92,33 +93,18 @@ class Histogram:
     def dense(self) -> np.ndarray:
         """(U, nbins) int64 counts (binned rounds only)."""
         out = np.zeros((len(self.above), self.nbins), np.int64)
-        np.add.at(out, (self.unit, self.bin), self.count)
+        out[self.unit, self.bin] = self.count  # (unit, bin) pairs are unique
         return out
 
 
-def _exact_counts(unit: np.ndarray, keys: np.ndarray, weights: np.ndarray):
-    """Sum weights per (unit, float key) and return the (unit, key, count) triples of an EXACT histogram."""
-    flat, inverse = np.unique(unit.astype(np.int64) << 32 | keys, return_inverse=True)
-    counts = np.bincount(inverse, weights=weights, minlength=len(flat))
-    return flat >> 32, flat & 0xFFFFFFFF, np.rint(counts).astype(np.int64)
-
-
 def merge(states: list[Histogram]) -> Histogram:
-    """Add up histograms of the same round (any order gives the same result)."""
+    """Add up binned histograms of the same round (any order gives the same result)."""
     first = states[0]
+    dense = np.zeros(len(first.above) * first.nbins, np.int64)  # (unit, bin) pairs are unique within a histogram
+    for s in states:
+        dense[s.unit * first.nbins + s.bin] += s.count
     above = np.sum([s.above for s in states], axis=0)
-    total = sum(s.total for s in states)
-    if first.nbins:  # binned: add into one dense table ((unit, bin) pairs are unique within a histogram)
-        dense = np.zeros(len(first.above) * first.nbins, np.int64)
-        for s in states:
-            dense[s.unit * first.nbins + s.bin] += s.count
-        return Histogram.from_table(total, above, dense, first.nbins)
-    u, b, c = _exact_counts(
-        np.concatenate([s.unit for s in states]),
-        np.concatenate([s.bin for s in states]),
-        np.concatenate([s.count for s in states]).astype(np.float64),
-    )
-    return Histogram(total, above, u, b, c, first.nbins)
+    return Histogram.from_table(sum(s.total for s in states), above, dense, first.nbins)
 
 
 def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Histogram]:
@@ -217,7 +203,7 @@ def histogram_between(
     stride: int = 1,
     batch: int | None = None,
 ) -> Histogram:
-    """Counts of upsampled values above hi, and binned (or exact) inside (lo, hi].
+    """Counts of upsampled values above hi, and binned inside (lo, hi].
 
     Only cells whose bounds reach into (lo, hi] get per-pixel values; cells wholly above hi count whole, and
     cells whose corners are all zero add their pixels to the bin of 0 at once (every such pixel is exactly 0).
@@ -228,7 +214,7 @@ def histogram_between(
         batches: (n, U, h, w) float32 activations, or an iterable of such batches (a chunk read piece by piece).
         geom: the upsampling geometry.
         lo, hi: (U,) float32 interval per unit.
-        nbins: bins per unit, or EXACT to keep exact values.
+        nbins: bins per unit.
         stride: 1 for exact counts, more to sample.
         batch: number of cells evaluated at once (bounds memory; default: what runs fastest for the stride).
 
@@ -237,35 +223,31 @@ def histogram_between(
     """
     num_units = len(lo)
     total, above = 0, np.zeros(num_units)
-    table = np.zeros(num_units * nbins) if nbins else None  # binned rounds add up densely
-    exact: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    table = np.zeros(num_units * nbins)  # batches add up densely
     for acts in [batches] if isinstance(batches, np.ndarray) else batches:
         total += acts.shape[0] * geom.target[0] * geom.target[1]
-        batch_above, units, bins, weights = _entries_between(acts, geom, lo, hi, nbins, stride, batch)
+        batch_above, index, weights = _entries_between(acts, geom, lo, hi, nbins, stride, batch)
         above += batch_above
-        if nbins:
-            table += np.bincount(units * nbins + bins, weights=weights, minlength=len(table))
-        else:
-            exact.append((units, bins, weights))
-    if nbins:
-        return Histogram.from_table(total, above, table, nbins)
-    unit, bins, counts = _exact_counts(*(np.concatenate(x) for x in zip(*exact)))
-    return Histogram(total, np.rint(above).astype(np.int64), unit, bins, counts, nbins)
+        table += np.bincount(index, weights=weights, minlength=len(table))
+    return Histogram.from_table(total, above, table, nbins)
 
 
 def _entries_between(acts, geom, lo, hi, nbins, stride, batch):
-    """One batch of histogram_between: (above (U,), and the unit, bin and weight of every value inside)."""
+    """One batch of histogram_between: above (U,), and the table index (unit * nbins + bin) and weight of every
+    value inside."""
     num_units = acts.shape[1]
     cells = classify_cells(acts, geom, lo, hi)
     above = _pixels_per_unit(cells.above, geom, num_units)
     img, unit, cell = cells.reaching
-    scale = bin_scale(lo, hi, nbins) if nbins else None
+    scale = bin_scale(lo, hi, nbins)
+
+    def index(units, values):
+        return units * nbins + bin_of(values, lo[units], scale[units], nbins)
+
     # all-zero cells (ReLU layers) hold exact zeros: one entry per unit instead of one per pixel
     zeros = _pixels_per_unit(cells.zero, geom, num_units)
     zero_units = np.flatnonzero(zeros)
-    zero_value = np.zeros(len(zero_units), np.float32)
-    units, weights = [zero_units], [zeros[zero_units]]
-    bins = [bin_of(zero_value, lo[zero_units], scale[zero_units], nbins) if nbins else float_keys(zero_value)]
+    indices, weights = [index(zero_units, np.zeros(len(zero_units), np.float32))], [zeros[zero_units]]
     batch = batch or (SAMPLE_BATCH if stride > 1 else SCAN_BATCH)
     for start in range(0, len(img), batch):
         u, g = unit[start : start + batch], cell[start : start + batch]
@@ -283,11 +265,9 @@ def _entries_between(acts, geom, lo, hi, nbins, stride, batch):
             counts, item, inside = scan_between(Columns.of(corners, g, geom), geom, lo[u], hi[u])
             above += np.bincount(u, weights=counts, minlength=num_units)
             w = np.ones(len(item))
-        uu = u[item]
-        units.append(uu)
-        bins.append(bin_of(inside, lo[uu], scale[uu], nbins) if nbins else float_keys(inside))
+        indices.append(index(u[item], inside))
         weights.append(w)
-    return above, np.concatenate(units), np.concatenate(bins), np.concatenate(weights)
+    return above, np.concatenate(indices), np.concatenate(weights)
 
 
 def estimated_bracket(
@@ -349,18 +329,28 @@ def _first_key_in_bin(lo: np.ndarray, hi: np.ndarray, target: np.ndarray, nbins:
 
 
 def narrow(state: Histogram, lo: np.ndarray, hi: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Narrow (lo, hi] to the part holding the (k+1)-th largest value, from a merged round-2/3 histogram.
+    """Narrow (lo, hi] to the bin holding the (k+1)-th largest value, from a merged round-2/3 histogram.
 
     Returns:
-        (lo, hi) float32 per unit; after the EXACT round, hi is the threshold itself.
+        (lo, hi) float32 per unit.
     """
     b, found = _first_bin_reaching(state, k)
-    if not state.nbins:
-        t = key_floats(b)
-        return np.where(found, key_floats(b - 1), lo), np.where(found, t, hi)
     start = _first_key_in_bin(lo, hi, b, state.nbins)
     stop = _first_key_in_bin(lo, hi, b + 1, state.nbins)
     return np.where(found, key_floats(start - 1), lo), np.where(found, key_floats(stop - 1), hi)
+
+
+def threshold_in_interval(state: Histogram, k: int) -> np.ndarray:
+    """The (k+1)-th largest value per unit, from the count above each unit's last interval and the exact values
+    inside it (an EXACT histogram whose (unit, key) pairs may repeat, e.g. one per chunk).
+
+    Raises:
+        ValueError: when some unit's interval does not hold that value.
+    """
+    missed = check_bracket(state, k)
+    if len(missed):
+        raise ValueError(f"the last threshold interval misses units {missed[:20].tolist()}")
+    return key_floats(_first_bin_reaching(state, k)[0])
 
 
 def check_bracket(state: Histogram, k: int) -> np.ndarray:

@@ -10,6 +10,11 @@ unit u and concept c the chunk contributes
 
 Counts are exact integers that add up over chunks. Cells wholly above a threshold contribute their label
 histogram at once; only cells whose corners straddle it are evaluated pixel by pixel.
+
+The count pass also finishes the threshold search: it takes each unit's last threshold interval (low, high],
+which holds t_u, counts pixels above high as active, and keeps the pixels inside the interval as ``Pending``
+entries (distinct value, pixels, their concepts and categories). Once the pending values of all chunks fix t_u
+(``quantile.threshold_in_interval``), the pending entries above t_u join the counts (``Pending.above``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .cellscan import Columns, smaller_side
+from .quantile import EXACT, Histogram, float_keys
 from .upsample import Geometry, classify_cells, geometry, item_corners
 
 HISTOGRAM_BLOCK = 1 << 18  # (image, cell, concept) entries counted at once
@@ -66,6 +72,82 @@ class Vocabulary:
         return len(self.category)
 
 
+@dataclass
+class Pending:
+    """Pixels whose value lies inside their unit's last threshold interval (low, high]: active or not once t is known.
+
+    Attributes:
+        above: (U,) pixels above high, in every image (labelled or not): with the entries, what fixes t.
+        values: values per unit seen (images x pixels, labelled or not).
+        unit, key: (E,) unit and float key (``quantile.float_keys``) of each distinct pending value.
+        pixels: (E,) pixels with that value, in every image.
+        labelled: (E,) of those, pixels of images with a segmentation (they count as active above t).
+        category: (E, G) of those, pixels of images carrying some concept of category g.
+        concept_entry, concept, concept_count: (entry, concept id, pixels) of every entry's concepts.
+    """
+
+    above: np.ndarray
+    values: int
+    unit: np.ndarray
+    key: np.ndarray
+    pixels: np.ndarray
+    labelled: np.ndarray
+    category: np.ndarray
+    concept_entry: np.ndarray
+    concept: np.ndarray
+    concept_count: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list[Pending]) -> Pending:
+        """The pending pixels of several batches or chunks together (entries may repeat a (unit, key))."""
+        offsets = np.cumsum([0] + [len(p.unit) for p in parts[:-1]])
+        joined = {
+            f.name: np.concatenate([getattr(p, f.name) for p in parts])
+            for f in fields(cls)
+            if f.name not in ("above", "values", "concept_entry")
+        }
+        return cls(
+            above=np.sum([p.above for p in parts], axis=0),
+            values=sum(p.values for p in parts),
+            concept_entry=np.concatenate([p.concept_entry + o for p, o in zip(parts, offsets)]),
+            **joined,
+        )
+
+    def values_histogram(self) -> Histogram:
+        """The pending values with the count above, as an EXACT histogram for ``quantile.threshold_in_interval``."""
+        return Histogram(self.values, self.above, self.unit, self.key, self.pixels, EXACT)
+
+    def values_above(self, thresholds: np.ndarray) -> np.ndarray:
+        """(U,) values strictly above each unit's threshold, in every image."""
+        on = self.key > float_keys(thresholds)[self.unit]
+        return self.above + np.bincount(self.unit[on], self.pixels[on], len(self.above)).astype(np.int64)
+
+    def active(self, thresholds: np.ndarray, size: int, pixels: int) -> Counts:
+        """The counts the entries above the thresholds add (only activations and intersections).
+
+        Args:
+            thresholds: (U,) float32 t per unit, inside each unit's interval.
+            size: length of id-indexed concept axes.
+            pixels: pixels per image.
+        """
+        num_units = len(self.above)
+        on = self.key > float_keys(thresholds)[self.unit]
+        hit = on[self.concept_entry]
+        intersection = np.zeros(num_units * size, np.int64)
+        np.add.at(intersection, self.unit[self.concept_entry[hit]] * size + self.concept[hit], self.concept_count[hit])
+        category = np.zeros((num_units, self.category.shape[1]), np.int64)
+        np.add.at(category, self.unit[on], self.category[on])
+        return Counts(
+            intersection=intersection.reshape(num_units, size),
+            activation=np.bincount(self.unit[on], self.labelled[on], num_units).astype(np.int64),
+            activation_in_category=category,
+            label=np.zeros(size, np.int64),
+            images_in_category=np.zeros(self.category.shape[1], np.int64),
+            images=0,
+            pixels=pixels,
+        )
+
+
 def _cell_histograms(labels: np.ndarray, geom: Geometry, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concept pixel counts of every (image, cell), as CSR rows indexed by image * G + cell.
 
@@ -80,7 +162,8 @@ def _cell_histograms(labels: np.ndarray, geom: Geometry, size: int) -> tuple[np.
     cell_keys = (geom.cell_of_pixel * size).astype(np.int64)
     keys, counts = [], []
     for start in range(0, n, block):
-        part = labels[start : start + block].reshape(-1, labels.shape[1], labels.shape[-2] * labels.shape[-1])
+        part = labels[start : start + block]
+        part = part.reshape(len(part), labels.shape[1], labels.shape[-2] * labels.shape[-1])
         offsets = np.arange(len(part))[:, None, None] * per_image
         dense = np.bincount((offsets + cell_keys + part).ravel(), minlength=len(part) * per_image)
         dense[::size] = 0  # concept 0: no label
@@ -109,56 +192,69 @@ def tally_chunk(
     acts: np.ndarray,
     labels: np.ndarray,
     image_labels: np.ndarray,
-    thresholds: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
     vocab: Vocabulary,
+    labelled: np.ndarray | None = None,
     batch: int = 4096,
-) -> Counts:
-    """Count one chunk of images.
+) -> tuple[Counts, Pending]:
+    """Count one chunk of images against each unit's last threshold interval (low, high].
+
+    Pixels above high are active; pixels inside (low, high] are returned as pending entries. With low == high
+    (the thresholds themselves) the counts are final and nothing is pending.
 
     Args:
         acts: (n, U, h, w) float32 activations.
         labels: (n, P, H, W) integer concept ids per pixel and plane (0 = none; a concept at most once per pixel).
         image_labels: (n, Q) integer concept ids of image-level labels (0 = none).
-        thresholds: (U,) float32.
+        low, high: (U,) float32 interval per unit.
         vocab: the concept vocabulary.
+        labelled: (n,) images that have a segmentation (default: all). The others (all labels 0) only count
+            towards the thresholds: ``Pending.above`` and ``Pending.pixels``.
         batch: straddling cells evaluated at once.
 
     Returns:
-        The chunk's Counts.
+        The chunk's Counts (of labelled images) and its Pending pixels.
     """
     n, num_units, h, w = acts.shape
     H, W = labels.shape[-2:]
     geom = geometry(h, w, H, W)
     size = vocab.size
-    thresholds = np.asarray(thresholds, np.float32)
-    cells = classify_cells(acts, geom, thresholds, thresholds)  # above t, or straddling it
+    labelled = np.ones(n, bool) if labelled is None else np.asarray(labelled, bool)
+    low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+    cells = classify_cells(acts, geom, low, high)  # above high, straddling, or all-zero inside (low, high]
     img, unit, cell = cells.above
     active = (
-        np.bincount(  # (n, U) active pixels, starting with those of cells wholly above t
+        np.bincount(  # (n, U) active pixels, starting with those of cells wholly above high
             img * num_units + unit, weights=geom.npix[cell], minlength=n * num_units
         )
         .astype(np.int64)
         .reshape(n, num_units)
     )
     hits = np.zeros(num_units * size, np.int64)
-    indptr, concept, count = _cell_histograms(labels, geom, size)
+    histograms = _cell_histograms(labels, geom, size)
 
     def add_cells(img, unit, cell):
         """Add the label histograms of whole (image, unit, cell) items."""
+        indptr, concept, count = histograms
         entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
         keys = unit[owner] * size + concept[entries]
         hits[:] += np.bincount(keys, weights=count[entries], minlength=hits.size).astype(np.int64)
 
-    # cells wholly above threshold: add their label histograms
+    # cells wholly above high: add their label histograms
     add_cells(*cells.above)
 
-    # straddling cells: the pixels above threshold, or the whole cell minus the pixels not above, whichever is fewer
-    pixel_labels = labels.reshape(n, labels.shape[1], -1).transpose(0, 2, 1).reshape(-1, labels.shape[1])  # (n*HW, P)
+    # straddling cells: the pixels above high, or the whole cell minus the pixels not above, whichever is fewer
+    pixel_labels = labels.reshape(n, labels.shape[1], H * W).transpose(0, 2, 1).reshape(n * H * W, -1)  # (n*HW, P)
     img, unit, cell = cells.reaching
+    inside = []
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, i * num_units + u, g)
-        item, pixel, above = smaller_side(Columns.of(corners, g, geom), geom, thresholds[u])
+        item, pixel, above, (p_item, p_pixel, p_value) = smaller_side(
+            Columns.of(corners, g, geom), geom, low[u], high[u]
+        )
+        inside.append((i[p_item], u[p_item], p_pixel, p_value))
         listed = np.bincount(item, minlength=len(g))
         np.add.at(active, (i, u), np.where(above, listed, geom.npix[g] - listed))
         add_cells(i[~above], u[~above], g[~above])
@@ -177,6 +273,7 @@ def tally_chunk(
     image_onehot[:, 0] = 0
     intersection += _count_product(active.T, image_onehot)
 
+    indptr, concept, count = histograms
     image_of_entry = np.repeat(np.arange(n * geom.num_cells) // geom.num_cells, np.diff(indptr))
     pixel_hist = np.bincount(image_of_entry * size + concept, weights=count, minlength=n * size).reshape(n, size)
     label = pixel_hist.sum(0).astype(np.int64) + image_onehot.sum(0) * (H * W)
@@ -184,12 +281,77 @@ def tally_chunk(
     in_category = np.zeros((n, vocab.num_categories), np.int64)
     for g in range(vocab.num_categories):
         in_category[:, g] = present[:, vocab.category == g].any(1)
-    return Counts(
+    counts = Counts(
         intersection=intersection,
-        activation=active.sum(0),
+        activation=active[labelled].sum(0),
         activation_in_category=_count_product(active.T, in_category),
         label=label,
         images_in_category=in_category.sum(0),
-        images=n,
+        images=int(labelled.sum()),
         pixels=H * W,
+    )
+    images = _ImageLabels(pixel_labels, histograms, image_onehot, in_category, labelled)
+    pending = _pending(inside, cells.zero, geom, images, active.sum(0), n * H * W)
+    return counts, pending
+
+
+@dataclass
+class _ImageLabels:
+    """What a chunk's pending pixels need to know of their images."""
+
+    pixel_labels: np.ndarray  # (n * HW, P) concept ids of every pixel
+    histograms: tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR concept counts of every (image, cell)
+    onehot: np.ndarray  # (n, C+1) image-level concepts
+    in_category: np.ndarray  # (n, G) images carrying some concept of each category
+    labelled: np.ndarray  # (n,) images with a segmentation
+
+
+def _pending(inside: list, zero, geom: Geometry, images: _ImageLabels, above: np.ndarray, values: int) -> Pending:
+    """Pending entries from the pixels inside the interval and the all-zero cells (value 0) inside it.
+
+    Args:
+        inside: (image, unit, pixel, value) arrays of pixels inside (low, high], per batch.
+        zero: (image, unit, cell) of all-zero cells inside the interval.
+        geom, images: the chunk's geometry and labels.
+        above: (U,) pixels above high.
+        values: values per unit seen.
+    """
+    size = images.onehot.shape[1]
+    img_p, unit_p, pixel_p, value_p = (np.concatenate(x) for x in zip(*inside)) if inside else [np.zeros(0, int)] * 4
+    img_z, unit_z, cell_z = zero
+    value = np.concatenate([np.asarray(value_p, np.float32), np.zeros(len(img_z), np.float32)])
+    unit = np.concatenate([unit_p, unit_z]).astype(np.int64)
+    img = np.concatenate([img_p, img_z]).astype(np.int64)
+    weight = np.concatenate([np.ones(len(img_p), np.int64), geom.npix[cell_z]])
+    flat, entry = np.unique(unit << 32 | float_keys(value), return_inverse=True)
+    count = len(flat)
+
+    # concepts: pixel labels of single pixels, label histograms of zero cells, image labels of every record
+    p_entry = np.repeat(entry[: len(img_p)], images.pixel_labels.shape[1])
+    p_concept = images.pixel_labels[img_p * (geom.target[0] * geom.target[1]) + pixel_p].ravel()
+    indptr, cell_concept, cell_count = images.histograms
+    rows, owner = _gather_rows(indptr, img_z * geom.num_cells + cell_z)
+    pairs, inverse = np.unique(entry * len(images.onehot) + img, return_inverse=True)
+    pair_count = np.bincount(inverse, weight, len(pairs)).astype(np.int64)
+    pair_entry, pair_img = np.divmod(pairs, len(images.onehot))
+    i_rows, i_concept = np.nonzero(images.onehot[pair_img])
+    keys = np.concatenate([p_entry, entry[len(img_p) :][owner], pair_entry[i_rows]]) * size + np.concatenate(
+        [p_concept, cell_concept[rows], i_concept]
+    )
+    counts = np.concatenate([np.ones(len(p_entry), np.int64), cell_count[rows], pair_count[i_rows]])
+    keep = keys % size != 0
+    concept_keys, concept_index = np.unique(keys[keep], return_inverse=True)
+    category = np.zeros((count, images.in_category.shape[1]), np.int64)
+    np.add.at(category, pair_entry, pair_count[:, None] * images.in_category[pair_img])
+    return Pending(
+        above=above,
+        values=values,
+        unit=flat >> 32,
+        key=flat & 0xFFFFFFFF,
+        pixels=np.bincount(entry, weight, count).astype(np.int64),
+        labelled=np.bincount(entry, weight * images.labelled[img], count).astype(np.int64),
+        category=category,
+        concept_entry=concept_keys // size,
+        concept=concept_keys % size,
+        concept_count=np.bincount(concept_index, counts[keep], len(concept_keys)).astype(np.int64),
     )

@@ -1,11 +1,14 @@
-# Tally stage: per-chunk integer counts (kept: later stages resample them), the IoU reduce, the unit labels.
+# Tally stage: per-chunk integer counts against the last threshold intervals, with the values inside them kept
+# pending (chunk stores are kept after the reduce); the reduce that fixes the thresholds and IoU; the unit labels.
+
+THRESHOLD_INTERVALS = f"{RUN}/thresholds/{{layer}}/{THRESHOLD_ROUNDS[-1][0]}.npz"
 
 
 rule tally_chunk:
     input:
         acts=get_activations,
         segment=f"{RUN}/segment/{{chunk}}.zarr",
-        thresholds=f"{RUN}/dissect/{{layer}}/thresholds.csv",
+        bracket=THRESHOLD_INTERVALS,
         concepts=f"{RUN}/concepts.csv",
     output:
         counts=directory(f"{RUN}/tally/{{layer}}/{{chunk}}.zarr"),
@@ -24,10 +27,11 @@ rule tally_chunk:
 rule tally:
     input:
         counts=get_layer_chunks("{run}/tally/{layer}/{chunk}.zarr"),
-        thresholds=f"{RUN}/dissect/{{layer}}/thresholds.csv",
+        bracket=THRESHOLD_INTERVALS,
         concepts=f"{RUN}/concepts.csv",
     output:
         tally=directory(f"{RUN}/dissect/{{layer}}/tally.zarr"),
+        thresholds=f"{RUN}/dissect/{{layer}}/thresholds.csv",
     params:
         union=config["union"],
         quantile=config["quantile"],

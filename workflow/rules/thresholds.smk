@@ -1,5 +1,6 @@
-# Threshold stage: rounds of per-chunk histograms and reduces give each unit's exact top-q level
-# (see src/netdissect/stages/thresholds.py). Round-1 chunk states do not depend on the quantile.
+# Threshold stage: rounds of per-chunk histograms and reduces narrow each unit's top-q level to one small
+# interval; the tally's count pass pins it down (see src/netdissect/stages/thresholds.py and tally.py).
+# Round-1 chunk states do not depend on the quantile.
 
 
 rule threshold_coarse_chunk:
@@ -40,17 +41,8 @@ rule threshold_coarse:
 from netdissect.stages.thresholds import ROUNDS as THRESHOLD_ROUNDS
 
 
-def threshold_round_output(name):
-    """The reduce output of a round after the first (the last one is the layer's thresholds table)."""
-    if name == THRESHOLD_ROUNDS[-1][0]:
-        return f"{RUN}/dissect/{{layer}}/thresholds.csv"
-    return f"{RUN}/thresholds/{{layer}}/{name}.npz"
-
-
 for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
     _bracket = f"{_previous}.npz"
-    _reduce = "thresholds" if _round == THRESHOLD_ROUNDS[-1][0] else f"threshold_{_round}"
-    _reduced = threshold_round_output(_round)
 
     rule:
         name:
@@ -75,13 +67,13 @@ for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
 
     rule:
         name:
-            _reduce
+            f"threshold_{_round}"
         input:
             states=get_layer_chunks(f"{{run}}/thresholds/{{layer}}/{_round}/{{chunk}}.npz"),
             bracket=f"{RUN}/thresholds/{{layer}}/{_bracket}",
             acts=get_layer_chunks("{run}/activations/{layer}/{chunk}.zarr") if _round == "refine" else [],
         output:
-            **({"table": _reduced} if _round == "exact" else {"bracket": _reduced}),
+            bracket=f"{RUN}/thresholds/{{layer}}/{_round}.npz",
         params:
             label_size=PLAN.label_size,
         threads: 1

@@ -31,8 +31,6 @@ STAGES = {
     "threshold_sample": "thresholds:sample_reduce",
     "threshold_refine_chunk": "thresholds:refine_chunk",
     "threshold_refine": "thresholds:refine_reduce",
-    "threshold_exact_chunk": "thresholds:refine_chunk",
-    "thresholds": "thresholds:exact_reduce",
     "tally_chunk": "tally:tally_chunk",
     "tally": "tally:tally_reduce",
     "label_units": "tally:label_units",

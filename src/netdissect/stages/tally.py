@@ -1,4 +1,4 @@
-"""Tally stage: per-chunk integer counts, their reduction into the IoU matrix, and the unit labels."""
+"""Tally stage: per-chunk integer counts with pending values, the reduce that fixes thresholds and IoU, unit labels."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..iou import iou_matrix
 from ..iou import label_units as best_labels
 from ..provenance import record
 from ..stores import (
+    load_state,
     open_group,
     provenance,
     require_same,
@@ -18,7 +19,8 @@ from ..stores import (
     write_group,
     write_json,
 )
-from ..tally import Counts, Vocabulary
+from ..quantile import float_keys, key_floats, threshold_in_interval
+from ..tally import Counts, Pending, Vocabulary
 from ..tally import tally_chunk as count_chunk
 from . import StageError
 
@@ -36,42 +38,58 @@ def read_concepts(path: str) -> tuple[pd.DataFrame, list[str], Vocabulary]:
     return concepts, categories, Vocabulary(category, len(categories))
 
 
-def _aligned_rows(acts_rows: np.ndarray, seg_rows: np.ndarray, acts_path: str, seg_path: str):
-    """Positions of the rows both stores hold (images skipped by either stage drop out)."""
+def _labelled_rows(acts_rows: np.ndarray, seg_rows: np.ndarray, acts_path: str, seg_path: str):
+    """The rows both stores hold, and for every activation row its position in the segmentation (-1: none)."""
     common, in_acts, in_seg = np.intersect1d(acts_rows, seg_rows, return_indices=True)
     if len(common) == 0:
         raise StageError(f"{acts_path} and {seg_path} share no images")
-    return common, in_acts, in_seg
+    position = np.full(len(acts_rows), -1, np.int64)
+    position[in_acts] = in_seg
+    return common, position
+
+
+def _labels(array, position: np.ndarray) -> np.ndarray:
+    """Rows of a segmentation array at the given positions; zeros (no concept) where the position is -1."""
+    out = np.zeros((len(position), *array.shape[1:]), array.dtype)
+    has = position >= 0
+    if has.any():
+        out[has] = array.get_orthogonal_selection((position[has],))
+    return out
 
 
 def tally_chunk(job) -> None:
-    """Count intersections, activations and labels of one chunk for one layer."""
+    """Count one chunk of one layer against the last threshold intervals; the values inside them stay pending.
+
+    Every activation row counts towards the thresholds; only rows with a segmentation count towards IoU.
+    """
     acts_group, seg_group = open_group(job.input.acts), open_group(job.input.segment)
     acts_prov, seg_prov = provenance(acts_group), provenance(seg_group)
     require_same({job.input.acts: acts_prov["inputs"], job.input.segment: seg_prov["inputs"]}, "dataset")
-    thresholds = pd.read_csv(job.input.thresholds)["threshold"].to_numpy(np.float32)
+    bracket, _ = load_state(job.input.bracket)
     concepts, _, vocab = read_concepts(job.input.concepts)
-    rows, in_acts, in_seg = _aligned_rows(
-        acts_group["rows"][:], seg_group["rows"][:], job.input.acts, job.input.segment
-    )
+    rows, position = _labelled_rows(acts_group["rows"][:], seg_group["rows"][:], job.input.acts, job.input.segment)
     acts, labels, image_labels = acts_group["activations"], seg_group["labels"], seg_group["image_labels"]
-    if acts.shape[1] != len(thresholds):
-        raise StageError(f"{job.input.acts} has {acts.shape[1]} units but {job.input.thresholds} {len(thresholds)}")
-    total = None
-    for start in range(0, len(rows), BATCH_IMAGES):
-        a, s = in_acts[start : start + BATCH_IMAGES], in_seg[start : start + BATCH_IMAGES]
-        counts = count_chunk(
-            acts.get_orthogonal_selection((a,)).astype(np.float32),
-            labels.get_orthogonal_selection((s,)),
-            image_labels.get_orthogonal_selection((s,)),
-            thresholds,
+    if acts.shape[1] != len(bracket["hi"]):
+        raise StageError(f"{job.input.acts} has {acts.shape[1]} units but {job.input.bracket} {len(bracket['hi'])}")
+    counts, pending = [], []
+    for start in range(0, acts.shape[0], BATCH_IMAGES):
+        where = position[start : start + BATCH_IMAGES]
+        batch_counts, batch_pending = count_chunk(
+            acts[start : start + BATCH_IMAGES].astype(np.float32),
+            _labels(labels, where),
+            _labels(image_labels, where),
+            bracket["lo"],
+            bracket["hi"],
             vocab,
+            labelled=where >= 0,
         )
-        total = counts if total is None else total + counts
+        counts.append(batch_counts)
+        pending.append(batch_pending)
+    total, pending = sum(counts[1:], counts[0]), Pending.concat(pending)
     ids = concepts["id"].to_numpy()
     write_group(
         job.output.counts,
-        _public_counts(total, ids) | {"rows": rows},
+        _public_counts(total, ids) | _pending_arrays(pending) | {"rows": rows},
         {
             "provenance": record(
                 "tally",
@@ -80,7 +98,39 @@ def tally_chunk(job) -> None:
             ),
             "images": total.images,
             "pixels": total.pixels,
+            "values": pending.values,
         },
+    )
+
+
+def _pending_arrays(pending: Pending) -> dict[str, np.ndarray]:
+    """A chunk's pending pixels as store arrays (values as float32, concepts as ids)."""
+    return {
+        "pending_above": pending.above,
+        "pending_unit": pending.unit,
+        "pending_value": key_floats(pending.key),
+        "pending_pixels": pending.pixels,
+        "pending_labelled": pending.labelled,
+        "pending_category": pending.category,
+        "pending_concept_entry": pending.concept_entry,
+        "pending_concept": pending.concept,
+        "pending_concept_count": pending.concept_count,
+    }
+
+
+def read_pending(group) -> Pending:
+    """A chunk store's pending pixels."""
+    return Pending(
+        above=group["pending_above"][:],
+        values=int(group.attrs["values"]),
+        unit=group["pending_unit"][:],
+        key=float_keys(group["pending_value"][:]),
+        pixels=group["pending_pixels"][:],
+        labelled=group["pending_labelled"][:],
+        category=group["pending_category"][:],
+        concept_entry=group["pending_concept_entry"][:],
+        concept=group["pending_concept"][:],
+        concept_count=group["pending_concept_count"][:],
     )
 
 
@@ -95,13 +145,13 @@ def _public_counts(counts: Counts, ids: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _read_counts(path: str, ids: np.ndarray, size: int) -> Counts:
-    group = open_group(path)
+def chunk_counts(group, thresholds: np.ndarray, ids: np.ndarray, size: int) -> Counts:
+    """A chunk store's complete counts at the given thresholds (id-indexed concept axes of length ``size``)."""
     inter = np.zeros((group["activation"].shape[0], size), np.int64)
     inter[:, ids] = group["intersection"][:]
     label = np.zeros(size, np.int64)
     label[ids] = group["label"][:]
-    return Counts(
+    above = Counts(
         intersection=inter,
         activation=group["activation"][:],
         activation_in_category=group["activation_in_category"][:],
@@ -110,21 +160,40 @@ def _read_counts(path: str, ids: np.ndarray, size: int) -> Counts:
         images=int(group.attrs["images"]),
         pixels=int(group.attrs["pixels"]),
     )
+    return above + read_pending(group).active(thresholds, size, above.pixels)
 
 
 def tally_reduce(job) -> None:
-    """Sum the chunks' counts and compute the IoU matrix."""
+    """Fix every unit's threshold from the chunks' pending values, complete and sum the counts, compute IoU.
+
+    Writes the thresholds table and the layer's tally store.
+    """
     concepts, categories, vocab = read_concepts(job.input.concepts)
     ids = concepts["id"].to_numpy()
-    origins = {p: provenance(open_group(p))["inputs"] for p in job.input.counts}
+    groups = {p: open_group(p) for p in job.input.counts}
+    origins = {p: provenance(g)["inputs"] for p, g in groups.items()}
     require_same(origins, "model")
     require_same(origins, "layer")
-    total = None
-    for path in job.input.counts:
-        counts = _read_counts(path, ids, vocab.size)
-        total = counts if total is None else total + counts
+    _, meta = load_state(job.input.bracket)
+    pending = Pending.concat([read_pending(g) for g in groups.values()])
+    if pending.values != meta["total"]:
+        raise StageError(f"tally chunks cover {pending.values} values per unit but {job.input.bracket} {meta['total']}")
+    try:
+        thresholds = threshold_in_interval(pending.values_histogram(), meta["k"])
+    except ValueError as error:
+        raise StageError(f"internal error: {error} ({job.input.bracket})") from error
+    counts = [chunk_counts(g, thresholds, ids, vocab.size) for g in groups.values()]
+    total = sum(counts[1:], counts[0])
+    table = pd.DataFrame(
+        {
+            "unit": np.arange(len(thresholds)),
+            "threshold": thresholds,
+            "above": pending.values_above(thresholds),
+            "total": meta["total"],
+        }
+    )
+    write_csv(job.output.thresholds, table)
     iou = iou_matrix(total, vocab, job.params.union)
-    thresholds = pd.read_csv(job.input.thresholds)["threshold"].to_numpy(np.float32)
     first = next(iter(origins.values()))
     write_group(
         job.output.tally,
@@ -145,7 +214,16 @@ def tally_reduce(job) -> None:
             "pixels": total.pixels,
         },
     )
-    log.info("%s: IoU of %d units x %d concepts over %d images", first["layer"], iou.shape[0], len(ids), total.images)
+    log.info(
+        "%s: thresholds at q=%s (k=%d of %d values); IoU of %d units x %d concepts over %d images",
+        first["layer"],
+        meta["quantile"],
+        meta["k"],
+        meta["total"],
+        iou.shape[0],
+        len(ids),
+        total.images,
+    )
 
 
 def label_units(job) -> None:

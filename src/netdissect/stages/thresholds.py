@@ -1,10 +1,11 @@
-"""Threshold stage: rounds of per-chunk histograms and reduces give every unit's exact top-q level.
+"""Threshold stage: rounds of per-chunk histograms and reduces narrow every unit's top-q level to one small interval.
 
 1. coarse: cell-bound histograms bracket t without per-pixel work (independent of q);
 2. sample: values on a sub-grid of the bracketing cells estimate a narrow interval around t;
 3. refine: exact counts verify the interval (units it misses are recomputed from the coarse bracket by
-   the reduce itself, reading the activation stores) and narrow it to one of 4096 bins;
-4. exact: the distinct values of that bin give t.
+   the reduce itself, reading the activation stores) and narrow it to one of 4096 bins.
+
+The tally's count pass keeps the distinct values inside that bin, which give t exactly (stages/tally.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .. import quantile as Q
 from ..stores import (
@@ -22,7 +22,6 @@ from ..stores import (
     provenance,
     require_same,
     save_state,
-    write_csv,
 )
 from ..upsample import geometry
 from . import StageError, stage_job
@@ -163,36 +162,11 @@ def refine_reduce(job) -> None:
     save_state(job.output.bracket, {"lo": lo, "hi": hi}, meta | {"rescanned": missed})
 
 
-def exact_reduce(job) -> None:
-    """Merge round 4: the exact thresholds, written as a table."""
-    bracket, meta, state = _merged(job)
-    if len(Q.check_bracket(state, meta["k"])):
-        raise StageError(f"internal error: threshold bracket misses units of {job.input.bracket}")
-    _, t = Q.narrow(state, bracket["lo"], bracket["hi"], meta["k"])
-    table = pd.DataFrame(
-        {
-            "unit": np.arange(len(t)),
-            "threshold": t.astype(np.float32),
-            "above": state.above + _count_above_in_bins(state, t),
-            "total": meta["total"],
-        }
-    )
-    write_csv(job.output.table, table)
-    log.info("thresholds of %d units at q=%s (k=%d of %d values)", len(t), meta["quantile"], meta["k"], meta["total"])
-
-
-def _count_above_in_bins(state: Q.Histogram, t: np.ndarray) -> np.ndarray:
-    """Values inside the exact round's interval that are strictly above t."""
-    above = state.bin > Q.float_keys(t)[state.unit]
-    return np.bincount(state.unit[above], weights=state.count[above], minlength=len(t)).astype(np.int64)
-
-
 # Rounds after the first: (name, the round whose bracket it reads, bins, stride, reduce). The workflow's rules
 # are generated from this table; thresholds_in_process runs it without Snakemake.
 ROUNDS = (
     ("sample", "coarse", Q.REFINE_BINS, SAMPLE_STRIDE, sample_reduce),
     ("refine", "sample", Q.REFINE_BINS, 1, refine_reduce),
-    ("exact", "refine", Q.EXACT, 1, exact_reduce),
 )
 
 
@@ -201,21 +175,21 @@ def _run_chunk(task: tuple) -> None:
     function(stage_job(inputs, outputs, **params))
 
 
-def thresholds_in_process(
+def intervals_in_process(
     acts_paths: list[str], folder: Path, quantile: float, label_size, map_chunks=map, after_round=None
 ) -> Path:
     """All rounds for one layer's activation stores, in this process (states go under ``folder``).
 
     Args:
         acts_paths: the layer's activation chunk stores.
-        folder: where per-chunk states, brackets and thresholds.csv are written.
+        folder: where per-chunk states and brackets are written.
         quantile: q.
         label_size: (H, W) of the label maps.
         map_chunks: a map function for the chunk stages (e.g. a process pool's map).
         after_round: called with (round name, folder) after each reduce.
 
     Returns:
-        The path of thresholds.csv.
+        The path of the last round's bracket, the input of the tally's chunks and reduce.
     """
     folder = Path(folder)
 
@@ -241,14 +215,10 @@ def thresholds_in_process(
     for name, previous, nbins, stride, reduce in ROUNDS:
         bracket = str(folder / f"{previous}.npz")
         chunks(refine_chunk, name, bracket, label_size=label_size, nbins=nbins, stride=stride)
-        output = (
-            {"table": str(folder / "thresholds.csv")}
-            if reduce is exact_reduce
-            else {"bracket": str(folder / f"{name}.npz")}
-        )
+        output = {"bracket": str(folder / f"{name}.npz")}
         reduce(
             stage_job({"states": states(name), "bracket": bracket, "acts": acts_paths}, output, label_size=label_size)
         )
         if after_round:
             after_round(name, folder)
-    return folder / "thresholds.csv"
+    return folder / f"{ROUNDS[-1][0]}.npz"
