@@ -28,7 +28,7 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
         item, pixel, above, (p_item, p_pixel, p_value) = smaller_side(cols, geom, low.astype(np.float32), level)
         on_side = np.where(above[:, None], values > level[:, None], valid & ~(values > level[:, None]))
         rows, pos = np.nonzero(on_side)
-        assert sorted(zip(item.tolist(), pixel.tolist())) == sorted(
+        assert sorted(zip(item.tolist(), geom.cell_major[pixel].tolist())) == sorted(
             zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist())
         )
         assert above.any() and not above.all()
@@ -36,7 +36,7 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
         inside = (values > low[:, None]) & (values <= level[:, None])
         rows, pos = np.nonzero(inside)
         expected = zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist(), values[rows, pos].tolist())
-        assert sorted(zip(p_item.tolist(), p_pixel.tolist(), p_value.tolist())) == sorted(expected)
+        assert sorted(zip(p_item.tolist(), geom.cell_major[p_pixel].tolist(), p_value.tolist())) == sorted(expected)
         assert (low < level).any() <= (len(p_item) > 0)
 
     for low, high in ((level - 0.3, level + 0.2), (level, level), (level - 0.3, level)):

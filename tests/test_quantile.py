@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from netdissect import quantile as Q
+from netdissect.stages import thresholds as T
 from netdissect.tally import Pending, Vocabulary, tally_chunk
 from netdissect.upsample import geometry, upsample
 
@@ -103,7 +104,7 @@ def test_sampled_round_estimates_counts_near_the_threshold_without_bias():
     k = int(0.01 * values.shape[1])
     t = -np.sort(-values, 1)[:, k]
     lo, hi = (t - 0.5).astype(np.float32), (t + 0.5).astype(np.float32)
-    sampled = Q.histogram_between(acts, geom, lo, hi, Q.REFINE_BINS, stride=4)
+    sampled = Q.histogram_between(acts, geom, lo, hi, Q.REFINE_BINS, stride=T.SAMPLE_STRIDE)
     top_bin = Q.bin_of(t, lo, Q.bin_scale(lo, hi, Q.REFINE_BINS), Q.REFINE_BINS)
     dense = sampled.dense()
     estimate = sampled.above + np.array([dense[u, top_bin[u] + 1 :].sum() for u in range(3)])

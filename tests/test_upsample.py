@@ -38,6 +38,10 @@ def test_cells_partition_pixels_and_bound_values(h, w, H, W):
     pixels = geom.pixels[geom.pixels >= 0]
     assert np.array_equal(np.sort(pixels), np.arange(H * W))
     assert geom.npix.sum() == H * W
+    for g in range(geom.num_cells):  # cell-major layout: cell after cell, column after column
+        rows = geom.num_rows[g]
+        block = geom.cell_major[geom.block_start[g] : geom.block_start[g] + geom.npix[g]]
+        assert np.array_equal(block.reshape(-1, rows).T, geom.pixels[g][geom.pixels[g] >= 0].reshape(rows, -1))
     blocks = list(bound_blocks(maps, geom))
     lo, hi = (np.concatenate([b[i] for b in blocks]) for i in (1, 2))
     values = upsample(maps, (H, W)).reshape(4, -1)

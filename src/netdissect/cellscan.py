@@ -63,7 +63,7 @@ class Columns:
 
     @classmethod
     def of(cls, corners: np.ndarray, cells: np.ndarray, geom: Geometry) -> Columns:
-        cw = geom.col_weights[cells]
+        cw = np.take(geom.col_weights, cells, 0)
         top = cw[:, :, 0] * corners[:, 0:1] + cw[:, :, 1] * corners[:, 1:2]
         bottom = cw[:, :, 0] * corners[:, 2:3] + cw[:, :, 1] * corners[:, 3:4]
         margin = MARGIN * np.maximum(np.abs(top), np.abs(bottom)).astype(np.float64)
@@ -125,12 +125,14 @@ def _expand(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _values(cols: Columns, geom: Geometry, item: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
     """Exact float32 pixel values (same operations as upsample.cell_pixel_values)."""
-    rw = geom.row_weights[cols.cells[item], row]
-    return rw[:, 0] * cols.top[item, col] + rw[:, 1] * cols.bottom[item, col]
+    rw = np.take(geom.row_weights.reshape(-1, 2), cols.cells[item] * geom.row_weights.shape[1] + row, 0)
+    at = item * cols.top.shape[1] + col
+    return rw[:, 0] * np.take(cols.top, at) + rw[:, 1] * np.take(cols.bottom, at)
 
 
 def _pixel_index(geom: Geometry, cells: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
-    return geom.origin[cells] + row * geom.target[1] + col
+    """Cell-major positions (``Geometry.cell_major``) of pixels given by cell, column and row within the cell."""
+    return geom.block_start[cells] + col * geom.num_rows[cells] + row
 
 
 def _expand_runs(*runs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,16 +152,16 @@ def smaller_side(
         low, high: (K,) float32 levels per item, low <= high (equal levels: nothing lies inside).
 
     Returns:
-        (item, pixel, above, inside): the listed pixels as (item, flat output pixel index), per item whether they
-        are its pixels above ``high`` (True) or its pixels at or below it (False), and the (item, pixel, value)
-        of the pixels inside (low, high].
+        (item, pixel, above, inside): the listed pixels as (item, cell-major position of the pixel; see
+        ``Geometry.cell_major``), per item whether they are its pixels above ``high`` (True) or its pixels at or
+        below it (False), and the (item, pixel, value) of the pixels inside (low, high].
     """
     first, second, (sure_start, sure_stop) = _between(
         cols, geom, low.astype(np.float64)[:, None] - cols.margin, high.astype(np.float64)[:, None] + cols.margin
     )
     above = 2 * (sure_stop - sure_start).sum(1) <= geom.npix[cols.cells]
     groups = _row_groups(geom)
-    rows = np.where(geom.cols[cols.cells] >= 0, groups.count[groups.of_cell[cols.cells]][:, None], 0)  # per column
+    rows = np.where(np.take(geom.cols, cols.cells, 0) >= 0, groups.count[groups.of_cell[cols.cells]][:, None], 0)
     side = above[:, None]
     # surely on the listed side: the run above high + margin, or the rows outside the run above low - margin
     runs = (

@@ -124,7 +124,7 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Hist
     map_lo, map_hi, constant = map_bounds(flat)
     varying = np.flatnonzero(~constant)
     keys = np.empty((2, len(varying), geom.num_cells), np.int32)  # bins of cell lower and upper bounds
-    for start, lo, hi in bound_blocks(flat[varying], geom):
+    for start, lo, hi in bound_blocks(np.take(flat, varying, 0), geom):
         keys[0, start : start + len(lo)] = float_keys(lo, COARSE_SHIFT)
         keys[1, start : start + len(hi)] = float_keys(hi, COARSE_SHIFT)
     whole = np.stack([float_keys(map_lo[constant], COARSE_SHIFT), float_keys(map_hi[constant], COARSE_SHIFT)])

@@ -245,7 +245,9 @@ def tally_chunk(
     add_cells(*cells.above)
 
     # straddling cells: the pixels above high, or the whole cell minus the pixels not above, whichever is fewer
-    pixel_labels = labels.reshape(n, labels.shape[1], H * W).transpose(0, 2, 1).reshape(n * H * W, -1)  # (n*HW, P)
+    # (n*HW, P) labels in cell-major pixel order: the runs of pixels the scan lists are contiguous there
+    pixel_labels = np.take(labels.reshape(n, labels.shape[1], H * W), geom.cell_major, 2).transpose(0, 2, 1)
+    pixel_labels = pixel_labels.reshape(n * H * W, -1)
     img, unit, cell = cells.reaching
     inside = []
     for start in range(0, len(img), batch):
@@ -258,7 +260,8 @@ def tally_chunk(
         listed = np.bincount(item, minlength=len(g))
         np.add.at(active, (i, u), np.where(above, listed, geom.npix[g] - listed))
         add_cells(i[~above], u[~above], g[~above])
-        keys = (u[item] * size)[:, None] + pixel_labels[i[item] * (H * W) + pixel]  # concept 0 (none) is dropped below
+        # concept 0 (none) is dropped below
+        keys = (u[item] * size)[:, None] + np.take(pixel_labels, i[item] * (H * W) + pixel, 0)
         sign = np.where(above[item], 1, -1)[:, None]
         hits += np.bincount(
             keys.ravel(), weights=np.broadcast_to(sign, keys.shape).ravel(), minlength=hits.size
@@ -299,7 +302,7 @@ def tally_chunk(
 class _ImageLabels:
     """What a chunk's pending pixels need to know of their images."""
 
-    pixel_labels: np.ndarray  # (n * HW, P) concept ids of every pixel
+    pixel_labels: np.ndarray  # (n * HW, P) concept ids of every pixel, cell-major within an image
     histograms: tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR concept counts of every (image, cell)
     onehot: np.ndarray  # (n, C+1) image-level concepts
     in_category: np.ndarray  # (n, G) images carrying some concept of each category
@@ -328,7 +331,7 @@ def _pending(inside: list, zero, geom: Geometry, images: _ImageLabels, above: np
 
     # concepts: pixel labels of single pixels, label histograms of zero cells, image labels of every record
     p_entry = np.repeat(entry[: len(img_p)], images.pixel_labels.shape[1])
-    p_concept = images.pixel_labels[img_p * (geom.target[0] * geom.target[1]) + pixel_p].ravel()
+    p_concept = np.take(images.pixel_labels, img_p * (geom.target[0] * geom.target[1]) + pixel_p, 0).ravel()
     indptr, cell_concept, cell_count = images.histograms
     rows, owner = _gather_rows(indptr, img_z * geom.num_cells + cell_z)
     pairs, inverse = np.unique(entry * len(images.onehot) + img, return_inverse=True)

@@ -54,9 +54,12 @@ class Geometry:
             so padded pixels compare false with everything).
         col_weights: (G, Q, 2) float32 weights of source columns 0 and 1 for each output column.
         pixels: (G, R*Q) flat output pixel index of every cell pixel, -1 where padded.
-        origin: (G,) flat output index of each cell's first pixel; rows and columns of a cell are contiguous, so
-            the pixel in cell row r and column c is origin + r * W + c.
         npix: (G,) number of output pixels in each cell.
+        num_rows: (G,) output rows of each cell.
+        cell_major: (H*W,) the flat output pixel at every position of the *cell-major* layout: cell after cell,
+            each cell column after column; the pixel in cell g, column c, row r sits at position
+            block_start[g] + c * num_rows[g] + r (its column runs are contiguous there).
+        block_start: (G,) cell-major position of each cell's first pixel.
         cell_of_pixel: (H*W,) the cell of every output pixel.
         corner_rows: (Gr, 2) source rows of each row of cells; cell g lies in row g // Gc.
         corner_cols: (Gc, 2) source columns of each column of cells; cell g lies in column g % Gc.
@@ -70,8 +73,10 @@ class Geometry:
     row_weights: np.ndarray
     col_weights: np.ndarray
     pixels: np.ndarray
-    origin: np.ndarray
     npix: np.ndarray
+    num_rows: np.ndarray
+    cell_major: np.ndarray
+    block_start: np.ndarray
     cell_of_pixel: np.ndarray
     corner_rows: np.ndarray
     corner_cols: np.ndarray
@@ -130,6 +135,10 @@ def geometry(h: int, w: int, H: int, W: int) -> Geometry:
             g += 1
     corner_rows = np.array([(y0[g[0]], y1[g[0]]) for g in row_groups], np.int64)
     corner_cols = np.array([(x0[g[0]], x1[g[0]]) for g in col_groups], np.int64)
+    num_rows = (rows >= 0).sum(1)
+    by_column = pixels.reshape(G, R, Q).transpose(0, 2, 1).reshape(G, -1)
+    cell_major = by_column[by_column >= 0]
+    block_start = np.concatenate([[0], np.cumsum(npix)[:-1]])
     return Geometry(
         (h, w),
         (H, W),
@@ -139,8 +148,10 @@ def geometry(h: int, w: int, H: int, W: int) -> Geometry:
         row_weights,
         col_weights,
         pixels,
-        pixels[:, 0],
         npix,
+        num_rows,
+        cell_major,
+        block_start,
         cell_of_pixel,
         corner_rows,
         corner_cols,
@@ -174,7 +185,7 @@ def item_corners(maps: np.ndarray, geom: Geometry, index: np.ndarray, cells: np.
         (K, 4) float32 corner values.
     """
     flat = maps.reshape(-1, geom.source[0] * geom.source[1])
-    return flat[index[:, None], geom.corners[cells]]
+    return np.take(flat, index[:, None] * flat.shape[1] + np.take(geom.corners, cells, 0))
 
 
 def bound_blocks(maps: np.ndarray, geom: Geometry) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -255,7 +266,7 @@ def classify_cells(maps: np.ndarray, geom: Geometry, low: np.ndarray, high: np.n
     flat = maps.reshape(-1, *geom.source)
     candidates = np.flatnonzero(map_bounds(flat)[1] > np.tile(low, maps.shape[0]))
     found: dict[str, list[np.ndarray]] = {"above": [], "reaching": [], "zero": []}
-    for start, lo, hi in bound_blocks(flat[candidates], geom):
+    for start, lo, hi in bound_blocks(np.take(flat, candidates, 0), geom):
         index = candidates[start : start + len(lo)]
         unit = index % num_units
         above = lo > high[unit][:, None]
@@ -297,7 +308,7 @@ def _every(weights: np.ndarray, cells: np.ndarray, offsets: np.ndarray, stride: 
     """(K, ceil(size / stride), 2) weights of every stride-th of the first ``size`` rows (or columns), from each
     item's offset; slots past the end hold NaN."""
     index = offsets[:, None] + stride * np.arange(-(-size // stride))
-    picked = weights[cells[:, None], np.minimum(index, size - 1)]
+    picked = np.take(weights.reshape(-1, 2), cells[:, None] * weights.shape[1] + np.minimum(index, size - 1), 0)
     picked[index >= size] = np.nan
     return picked
 

@@ -30,7 +30,7 @@ log = logging.getLogger("netdissect.thresholds")
 BATCH_IMAGES = 128  # images per in-memory batch inside a chunk
 SAMPLE_SLACK = 0.05  # the sampled interval spans ranks k(1 -+ slack) ...
 SAMPLE_FLOOR_IMAGES = 0.5  # ... widened by this many images' worth of pixels
-SAMPLE_STRIDE = 4  # round 2 evaluates every 4th row and column of a cell
+SAMPLE_STRIDE = 8  # round 2 evaluates every 8th row and column of a cell
 
 
 def _batches(store_path: str):
