@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from test_upsample import SIZES
 
-from netdissect.cellscan import Columns, scan_between, smaller_side
+from netdissect.cellscan import Columns, run_pixels, scan_between, smaller_side
 from netdissect.upsample import cell_pixel_values, corner_values, geometry
 
 
@@ -25,7 +25,10 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
 
     valid = ~np.isnan(values)
     for low in (level, level - np.float32(0.3), level - np.abs(level) * np.float32(1e-6)):
-        item, pixel, above, (p_item, p_pixel, p_value) = smaller_side(cols, geom, low.astype(np.float32), level)
+        (run_item, run_start, run_length), above, (p_item, p_pixel, p_value) = smaller_side(
+            cols, geom, low.astype(np.float32), level
+        )
+        item, pixel = np.repeat(run_item, run_length), run_pixels(run_start, run_length)
         on_side = np.where(above[:, None], values > level[:, None], valid & ~(values > level[:, None]))
         rows, pos = np.nonzero(on_side)
         assert sorted(zip(item.tolist(), geom.cell_major[pixel].tolist())) == sorted(

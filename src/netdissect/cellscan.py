@@ -140,9 +140,22 @@ def _expand_runs(*runs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.n
     return tuple(np.concatenate(x) for x in zip(*parts))
 
 
+def run_pixels(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Every position of runs of consecutive positions, given their first positions and lengths."""
+    return np.repeat(start - (np.cumsum(length) - length), length) + np.arange(length.sum())
+
+
+def _runs(geom: Geometry, cells: np.ndarray, start: np.ndarray, stop: np.ndarray):
+    """The nonempty per-column row ranges [start, stop) of (K, Q) arrays as cell-major runs (item, first, length)."""
+    length = (stop - start).ravel()
+    nonempty = np.flatnonzero(length > 0)
+    item, col = np.divmod(nonempty, start.shape[1])
+    return item, _pixel_index(geom, cells[item], col, start.ravel()[nonempty]), length[nonempty]
+
+
 def smaller_side(
     cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per item, the pixels strictly above ``high`` or the pixels not above it, whichever side is (about) smaller;
     and every pixel inside (low, high] with its value.
 
@@ -152,9 +165,9 @@ def smaller_side(
         low, high: (K,) float32 levels per item, low <= high (equal levels: nothing lies inside).
 
     Returns:
-        (item, pixel, above, inside): the listed pixels as (item, cell-major position of the pixel; see
-        ``Geometry.cell_major``), per item whether they are its pixels above ``high`` (True) or its pixels at or
-        below it (False), and the (item, pixel, value) of the pixels inside (low, high].
+        (runs, above, inside): the listed pixels as runs (item, cell-major position of the first pixel (see
+        ``Geometry.cell_major``), length), per item whether they are its pixels above ``high`` (True) or its
+        pixels at or below it (False), and the (item, position, value) of the pixels inside (low, high].
     """
     first, second, (sure_start, sure_stop) = _between(
         cols, geom, low.astype(np.float64)[:, None] - cols.margin, high.astype(np.float64)[:, None] + cols.margin
@@ -164,22 +177,19 @@ def smaller_side(
     rows = np.where(np.take(geom.cols, cols.cells, 0) >= 0, groups.count[groups.of_cell[cols.cells]][:, None], 0)
     side = above[:, None]
     # surely on the listed side: the run above high + margin, or the rows outside the run above low - margin
-    runs = (
-        (np.where(side, sure_start, 0), np.where(side, sure_stop, np.minimum(first[0], rows))),
-        (np.where(side, 0, second[1]), np.where(side, 0, rows)),
-    )
-    item_s, col_s, row_s = _expand_runs(*runs)
+    sure = [
+        _runs(geom, cols.cells, np.where(side, sure_start, 0), np.where(side, sure_stop, np.minimum(first[0], rows))),
+        _runs(geom, cols.cells, np.where(side, 0, second[1]), np.where(side, 0, rows)),
+    ]
     item_d, col_d, row_d = _expand_runs(first, second)
     values = _values(cols, geom, item_d, col_d, row_d)
     over = values > high[item_d]
     keep = over == above[item_d]
     inside = ~over & (values > low[item_d])
-    item = np.concatenate([item_s, item_d[keep]])
-    pixel = _pixel_index(
-        geom, cols.cells[item], np.concatenate([col_s, col_d[keep]]), np.concatenate([row_s, row_d[keep]])
-    )
-    pending = item_d[inside], _pixel_index(geom, cols.cells[item_d[inside]], col_d[inside], row_d[inside])
-    return item, pixel, above, (*pending, values[inside])
+    position = _pixel_index(geom, cols.cells[item_d], col_d, row_d)
+    decided = item_d[keep], position[keep], np.ones(keep.sum(), np.int64)
+    runs = tuple(np.concatenate(x) for x in zip(*sure, decided))
+    return runs, above, (item_d[inside], position[inside], values[inside])
 
 
 def scan_between(

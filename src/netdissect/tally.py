@@ -23,11 +23,12 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .cellscan import Columns, smaller_side
+from .cellscan import Columns, run_pixels, smaller_side
 from .quantile import EXACT, Histogram, float_keys
 from .upsample import Geometry, classify_cells, geometry, item_corners
 
 HISTOGRAM_BLOCK = 1 << 18  # (image, cell, concept) entries counted at once
+KEYS_PER_COUNT = 1 << 22  # label keys of straddling cells' pixels collected before they are counted
 
 
 @dataclass
@@ -250,22 +251,32 @@ def tally_chunk(
     pixel_labels = pixel_labels.reshape(n * H * W, -1)
     img, unit, cell = cells.reaching
     inside = []
+    keys: dict[int, list[np.ndarray]] = {1: [], -1: []}  # label keys of listed pixels to add and to subtract
+
+    def count_keys():
+        for sign, parts in keys.items():
+            if parts:
+                hits[:] += sign * np.bincount(np.concatenate(parts), minlength=hits.size)
+            parts.clear()
+
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
         corners = item_corners(acts, geom, i * num_units + u, g)
-        item, pixel, above, (p_item, p_pixel, p_value) = smaller_side(
-            Columns.of(corners, g, geom), geom, low[u], high[u]
-        )
+        runs, above, (p_item, p_pixel, p_value) = smaller_side(Columns.of(corners, g, geom), geom, low[u], high[u])
         inside.append((i[p_item], u[p_item], p_pixel, p_value))
-        listed = np.bincount(item, minlength=len(g))
+        run_item, run_start, run_length = runs
+        listed = np.bincount(run_item, run_length, len(g)).astype(np.int64)
         np.add.at(active, (i, u), np.where(above, listed, geom.npix[g] - listed))
         add_cells(i[~above], u[~above], g[~above])
-        # concept 0 (none) is dropped below
-        keys = (u[item] * size)[:, None] + np.take(pixel_labels, i[item] * (H * W) + pixel, 0)
-        sign = np.where(above[item], 1, -1)[:, None]
-        hits += np.bincount(
-            keys.ravel(), weights=np.broadcast_to(sign, keys.shape).ravel(), minlength=hits.size
-        ).astype(np.int64)
+        # labels of the listed pixels: added where they are the pixels above, subtracted from the cell's otherwise
+        for sign, runs_on_side in ((1, above[run_item]), (-1, ~above[run_item])):
+            r_item, r_length = run_item[runs_on_side], run_length[runs_on_side]
+            positions = run_pixels(np.take(i * (H * W), r_item) + run_start[runs_on_side], r_length)
+            unit_keys = np.repeat(np.take(u * size, r_item), r_length)
+            keys[sign].append((unit_keys[:, None] + np.take(pixel_labels, positions, 0)).ravel())
+        if sum(len(k) for k in keys[1] + keys[-1]) > KEYS_PER_COUNT:
+            count_keys()
+    count_keys()
     intersection = hits.reshape(num_units, size)
     intersection[:, 0] = 0
 
