@@ -302,6 +302,10 @@ def _first_bin_reaching(state: Histogram, k: int) -> tuple[np.ndarray, np.ndarra
     Returns:
         (b, found): int64 bins and a mask of units where such a bin exists.
     """
+    if state.nbins:  # binned: cumulative counts from the top bin down, densely
+        reached = np.cumsum(state.dense()[:, ::-1], axis=1) + state.above[:, None] >= k + 1
+        found = reached.any(1)
+        return np.where(found, state.nbins - 1 - np.argmax(reached, axis=1), 0), found
     order = np.lexsort((-state.bin, state.unit))  # by unit, then bin descending
     unit, bins, count = state.unit[order], state.bin[order], state.count[order]
     cum = np.cumsum(count)
