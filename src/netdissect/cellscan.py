@@ -22,18 +22,27 @@ MARGIN = 2.0**-20  # relative bound on |float32 pixel value - (T + w1 (B - T))|,
 class RowGroups:
     """The distinct row layouts of a geometry's cells: cells in one row group share rows and row weights.
 
-    All groups' ascending row weights w1 are stored in one sorted array, group g shifted by SHIFT * g, so a
-    single binary search serves every group.
+    Counting a group's row weights w1 at or below a level x uses ``buckets`` equal buckets along [0, 1] (and
+    one for w1 = 1), narrow enough that no bucket holds two distinct weights: the weights in buckets below x's
+    are below x, those in buckets above are above, and the one weight value in x's own bucket is compared
+    directly. Tables are indexed by group * (buckets + 1) + bucket.
     """
 
     of_cell: np.ndarray  # (G,) row group of every cell
-    shifted_w1: np.ndarray  # concatenated w1 + SHIFT * group
-    offset: np.ndarray  # (N,) position of each group's first row in shifted_w1
     count: np.ndarray  # (N,) rows per group
+    buckets: int
+    below: np.ndarray  # weights of the group in lower buckets
+    value: np.ndarray  # the weight value in the bucket (inf: none)
+    ties: np.ndarray  # how many of the group's weights have that value
 
 
-SHIFT = 4.0  # w1 lies in [0, 1]; levels are clipped to [-1, 2] before the shift
+MAX_BUCKETS = 1 << 16
 _ROW_GROUPS: dict[tuple, RowGroups] = {}
+
+
+def _bucket(w: np.ndarray, buckets: int) -> np.ndarray:
+    """The bucket of weights (or levels) in [0, 1]; monotone, and exact since ``buckets`` is a power of 2."""
+    return np.clip(np.floor(w * buckets), 0, buckets)
 
 
 def _row_groups(geom: Geometry) -> RowGroups:
@@ -45,10 +54,23 @@ def _row_groups(geom: Geometry) -> RowGroups:
     distinct = list(dict.fromkeys(keys))
     of_cell = np.array([distinct.index(k) for k in keys], np.int64)
     count = np.array([(np.array(k) >= 0).sum() for k in distinct], np.int64)
-    first = [keys.index(k) for k in distinct]
-    w1 = [geom.row_weights[f, :n, 1].astype(np.float64) + SHIFT * g for g, (f, n) in enumerate(zip(first, count))]
-    offset = np.concatenate([[0], np.cumsum(count)[:-1]])
-    groups = _ROW_GROUPS[(geom.source, geom.target)] = RowGroups(of_cell, np.concatenate(w1), offset, count)
+    w1 = [geom.row_weights[keys.index(k), :n, 1].astype(np.float64) for k, n in zip(distinct, count)]
+    buckets = 16
+    while any(((np.diff(w) > 0) & (np.diff(_bucket(w, buckets)) == 0)).any() for w in w1):
+        buckets *= 2
+        if buckets > MAX_BUCKETS:
+            raise ValueError(f"row weights of the {geom.source} -> {geom.target} upsampling lie too close together")
+    below = np.zeros((len(w1), buckets + 1), np.int64)
+    value = np.full((len(w1), buckets + 1), np.inf)
+    ties = np.zeros((len(w1), buckets + 1), np.int64)
+    for g, w in enumerate(w1):
+        bucket = _bucket(w, buckets).astype(np.int64)
+        per_bucket = np.bincount(bucket, minlength=buckets + 1)
+        below[g] = np.cumsum(per_bucket) - per_bucket
+        value[g, bucket] = w
+        ties[g] = per_bucket
+    groups = RowGroups(of_cell, count, buckets, below.ravel(), value.ravel(), ties.ravel())
+    _ROW_GROUPS[(geom.source, geom.target)] = groups
     return groups
 
 
@@ -88,8 +110,11 @@ def _rows_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.nd
     top = cols.top.astype(np.float64)
     slope = cols.bottom - top
     with np.errstate(divide="ignore", invalid="ignore"):
-        where_level = np.clip((level - top) / slope, -1.0, 2.0) + SHIFT * group
-    below = np.searchsorted(groups.shifted_w1, where_level, "right") - groups.offset[group]  # rows with w1 <= level's
+        where_level = (level - top) / slope  # NaN or infinite where the slope is 0 (handled below)
+        index = group * (groups.buckets + 1) + _bucket(where_level, groups.buckets).astype(np.int64)
+    # rows with w1 <= the level's: those of lower buckets, and those of its own bucket if they are not above it
+    tie = where_level >= np.take(groups.value, index, mode="clip")
+    below = np.take(groups.below, index, mode="clip") + tie * np.take(groups.ties, index, mode="clip")
     rising, falling = slope > 0, slope < 0
     flat_above = (slope == 0) & (top > level)
     start = np.where(rising, below, np.where(falling | flat_above, 0, count))
