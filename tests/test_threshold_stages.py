@@ -88,3 +88,10 @@ def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
     np.testing.assert_array_equal(tally["activation"][:], active)
     np.testing.assert_array_equal(tally["intersection"][:][:, 0], active)
     np.testing.assert_array_equal(tally["thresholds"][:], t)
+    # each chunk's store, completed at the thresholds, gives that chunk's share (for resampling chunks)
+    ids = np.array([1])
+    parts = [tally_stage.chunk_counts(open_group(c), t, ids, 2) for c in counts]
+    np.testing.assert_array_equal(sum(p.activation for p in parts), active)
+    for part, (a, b) in zip(parts, ((0, 9), (9, 17), (17, 23))):
+        rows = [r for r in range(a, b) if r not in skipped]
+        np.testing.assert_array_equal(part.intersection[:, 1], (values[rows] > t[None, :, None, None]).sum((0, 2, 3)))

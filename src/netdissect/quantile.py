@@ -19,7 +19,7 @@ which chunks are merged:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -82,16 +82,23 @@ class Histogram:
     bin: np.ndarray
     count: np.ndarray
     nbins: int
+    table: np.ndarray | None = field(default=None, repr=False)  # the dense (U, nbins) counts, when at hand
 
     @classmethod
     def from_table(cls, total: int, above: np.ndarray, table: np.ndarray, nbins: int) -> Histogram:
         """The histogram of a dense (U * nbins,) table of counts (integers, or floats that round to them)."""
         nz = np.flatnonzero(table)
-        unit, bins = np.divmod(nz, nbins)
-        return cls(total, np.rint(above).astype(np.int64), unit, bins, np.rint(table[nz]).astype(np.int64), nbins)
+        count = table[nz] if table.dtype.kind in "iu" else np.rint(table[nz])
+        if nbins & (nbins - 1):
+            unit, bins = np.divmod(nz, nbins)
+        else:  # a power of two: shift and mask, far cheaper than integer division
+            unit, bins = nz >> (nbins.bit_length() - 1), nz & (nbins - 1)
+        return cls(total, np.rint(above).astype(np.int64), unit, bins, count.astype(np.int64), nbins)
 
     def dense(self) -> np.ndarray:
         """(U, nbins) int64 counts (binned rounds only)."""
+        if self.table is not None:
+            return self.table
         out = np.zeros((len(self.above), self.nbins), np.int64)
         out[self.unit, self.bin] = self.count  # (unit, bin) pairs are unique
         return out
@@ -104,7 +111,9 @@ def merge(states: list[Histogram]) -> Histogram:
     for s in states:
         dense[s.unit * first.nbins + s.bin] += s.count
     above = np.sum([s.above for s in states], axis=0)
-    return Histogram.from_table(sum(s.total for s in states), above, dense, first.nbins)
+    merged = Histogram.from_table(sum(s.total for s in states), above, dense, first.nbins)
+    merged.table = dense.reshape(len(above), first.nbins)
+    return merged
 
 
 def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Histogram]:

@@ -147,11 +147,17 @@ def _public_counts(counts: Counts, ids: np.ndarray) -> dict[str, np.ndarray]:
 
 def chunk_counts(group, thresholds: np.ndarray, ids: np.ndarray, size: int) -> Counts:
     """A chunk store's complete counts at the given thresholds (id-indexed concept axes of length ``size``)."""
+    above = _counts_above(group, ids, size)
+    return above + read_pending(group).active(thresholds, size, above.pixels)
+
+
+def _counts_above(group, ids: np.ndarray, size: int) -> Counts:
+    """A chunk store's counts of the pixels above the last threshold intervals."""
     inter = np.zeros((group["activation"].shape[0], size), np.int64)
     inter[:, ids] = group["intersection"][:]
     label = np.zeros(size, np.int64)
     label[ids] = group["label"][:]
-    above = Counts(
+    return Counts(
         intersection=inter,
         activation=group["activation"][:],
         activation_in_category=group["activation_in_category"][:],
@@ -160,7 +166,6 @@ def chunk_counts(group, thresholds: np.ndarray, ids: np.ndarray, size: int) -> C
         images=int(group.attrs["images"]),
         pixels=int(group.attrs["pixels"]),
     )
-    return above + read_pending(group).active(thresholds, size, above.pixels)
 
 
 def tally_reduce(job) -> None:
@@ -182,8 +187,8 @@ def tally_reduce(job) -> None:
         thresholds = threshold_in_interval(pending.values_histogram(), meta["k"])
     except ValueError as error:
         raise StageError(f"internal error: {error} ({job.input.bracket})") from error
-    counts = [chunk_counts(g, thresholds, ids, vocab.size) for g in groups.values()]
-    total = sum(counts[1:], counts[0])
+    counts = [_counts_above(g, ids, vocab.size) for g in groups.values()]
+    total = sum(counts[1:], counts[0]) + pending.active(thresholds, vocab.size, counts[0].pixels)
     table = pd.DataFrame(
         {
             "unit": np.arange(len(thresholds)),

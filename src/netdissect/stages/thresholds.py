@@ -51,12 +51,12 @@ def _pixels(job) -> int:
 
 
 def _pack(hist: Q.Histogram, prefix: str) -> dict[str, np.ndarray]:
-    """Arrays of a histogram for a state file, in compact types (units and bins fit 32 bits)."""
+    """Arrays of a histogram for a state file, in compact types (units and bins fit 32 bits, counts nearly always)."""
     return {
         f"{prefix}above": hist.above,
         f"{prefix}unit": hist.unit.astype(np.int32),
         f"{prefix}bin": hist.bin.astype(np.uint32),
-        f"{prefix}count": hist.count,
+        f"{prefix}count": hist.count.astype(np.uint32 if hist.count.max(initial=0) < 2**32 else np.int64),
         f"{prefix}meta": np.array([hist.total, hist.nbins], np.int64),
     }
 
@@ -68,7 +68,7 @@ def _unpack(arrays: dict[str, np.ndarray], prefix: str) -> Q.Histogram:
         arrays[f"{prefix}above"],
         arrays[f"{prefix}unit"].astype(np.int64),
         arrays[f"{prefix}bin"].astype(np.int64),
-        arrays[f"{prefix}count"],
+        arrays[f"{prefix}count"].astype(np.int64),
         int(nbins),
     )
 
