@@ -73,6 +73,8 @@ def test_pending_values_fix_t_and_complete_the_counts():
     acts, labels, image_labels = make_chunk(rng, 10, units=5)
     acts[:, 1] = np.maximum(acts[:, 1] - 2.2, 0)  # ReLU unit with t = 0: all-zero cells are pending
     acts[:, 2] = np.round(acts[:, 2])  # ties at t
+    acts[:, 4] = -np.maximum(acts[:, 4] + 1.5, 0)  # all-zero cells are pending, above t < 0: their labels count
+    acts[1, 4, :2, :3] = acts[2, 4, 1:, 3:] = 0  # (image 2 has no segmentation)
     labelled = np.ones(10, bool)
     labelled[[2, 7]] = False
     labels[~labelled], image_labels[~labelled] = 0, 0
@@ -80,8 +82,9 @@ def test_pending_values_fix_t_and_complete_the_counts():
     k = Q.target_rank(0.1, values.shape[1])
     ranked = -np.sort(-values, axis=1)
     t = ranked[:, k]
-    assert t[1] == 0 and (values[2] == t[2]).sum() > 1
+    assert t[1] == 0 and (values[2] == t[2]).sum() > 1 and t[4] < 0 < (values[4] == 0).sum()
     hi = np.maximum(ranked[:, k - 40], t).astype(np.float32)
+    hi[4] = 0  # the all-zero cells of unit 4 lie inside its interval
     lo = np.array([t[0] - 0.05, -0.5, t[2] - 0.5, t[3] - 1e-3, -3.0], np.float32)
     lo = np.minimum(lo, np.nextafter(t, np.float32(-np.inf)))
     parts = [

@@ -321,7 +321,7 @@ class _ImageLabels:
 
 
 def _pending(inside: list, zero, geom: Geometry, images: _ImageLabels, above: np.ndarray, values: int) -> Pending:
-    """Pending entries from the pixels inside the interval and the all-zero cells (value 0) inside it.
+    """Pending entries from the pixels inside the interval, and from the all-zero cells inside it (value 0).
 
     Args:
         inside: (image, unit, pixel, value) arrays of pixels inside (low, high], per batch.
@@ -331,41 +331,60 @@ def _pending(inside: list, zero, geom: Geometry, images: _ImageLabels, above: np
         values: values per unit seen.
     """
     size = images.onehot.shape[1]
-    img_p, unit_p, pixel_p, value_p = (np.concatenate(x) for x in zip(*inside)) if inside else [np.zeros(0, int)] * 4
-    img_z, unit_z, cell_z = zero
-    value = np.concatenate([np.asarray(value_p, np.float32), np.zeros(len(img_z), np.float32)])
-    unit = np.concatenate([unit_p, unit_z]).astype(np.int64)
-    img = np.concatenate([img_p, img_z]).astype(np.int64)
-    weight = np.concatenate([np.ones(len(img_p), np.int64), geom.npix[cell_z]])
-    flat, entry = np.unique(unit << 32 | float_keys(value), return_inverse=True)
+    img, unit, pixel, value = (np.concatenate(x) for x in zip(*inside)) if inside else [np.zeros(0, np.int64)] * 4
+    flat, entry = np.unique(unit.astype(np.int64) << 32 | float_keys(value), return_inverse=True)
     count = len(flat)
-
-    # concepts: pixel labels of single pixels, label histograms of zero cells, image labels of every record
-    p_entry = np.repeat(entry[: len(img_p)], images.pixel_labels.shape[1])
-    p_concept = np.take(images.pixel_labels, img_p * (geom.target[0] * geom.target[1]) + pixel_p, 0).ravel()
-    indptr, cell_concept, cell_count = images.histograms
-    rows, owner = _gather_rows(indptr, img_z * geom.num_cells + cell_z)
+    # concepts: the pixel's labels, and the image labels of its image
+    p_entry = np.repeat(entry, images.pixel_labels.shape[1])
+    p_concept = np.take(images.pixel_labels, img * (geom.target[0] * geom.target[1]) + pixel, 0).ravel()
     pairs, inverse = np.unique(entry * len(images.onehot) + img, return_inverse=True)
-    pair_count = np.bincount(inverse, weight, len(pairs)).astype(np.int64)
+    pair_count = np.bincount(inverse, minlength=len(pairs))
     pair_entry, pair_img = np.divmod(pairs, len(images.onehot))
     i_rows, i_concept = np.nonzero(images.onehot[pair_img])
-    keys = np.concatenate([p_entry, entry[len(img_p) :][owner], pair_entry[i_rows]]) * size + np.concatenate(
-        [p_concept, cell_concept[rows], i_concept]
-    )
-    counts = np.concatenate([np.ones(len(p_entry), np.int64), cell_count[rows], pair_count[i_rows]])
+    keys = np.concatenate([p_entry, pair_entry[i_rows]]) * size + np.concatenate([p_concept, i_concept])
+    counts = np.concatenate([np.ones(len(p_entry), np.int64), pair_count[i_rows]])
     keep = keys % size != 0
     concept_keys, concept_index = np.unique(keys[keep], return_inverse=True)
     category = np.zeros((count, images.in_category.shape[1]), np.int64)
     np.add.at(category, pair_entry, pair_count[:, None] * images.in_category[pair_img])
-    return Pending(
+    pixels = Pending(
         above=above,
         values=values,
         unit=flat >> 32,
         key=flat & 0xFFFFFFFF,
-        pixels=np.bincount(entry, weight, count).astype(np.int64),
-        labelled=np.bincount(entry, weight * images.labelled[img], count).astype(np.int64),
+        pixels=np.bincount(entry, minlength=count).astype(np.int64),
+        labelled=np.bincount(entry, images.labelled[img], count).astype(np.int64),
         category=category,
         concept_entry=concept_keys // size,
         concept=concept_keys % size,
         concept_count=np.bincount(concept_index, counts[keep], len(concept_keys)).astype(np.int64),
+    )
+    return Pending.concat([pixels, _pending_zeros(zero, geom, images, len(above))])
+
+
+def _pending_zeros(zero, geom: Geometry, images: _ImageLabels, num_units: int) -> Pending:
+    """One pending entry per unit for all its all-zero cells inside the interval (every such pixel is exactly 0),
+    with their label histograms summed per unit."""
+    img, unit, cell = zero
+    n, size = images.onehot.shape
+    per_image = np.bincount(img * num_units + unit, geom.npix[cell], n * num_units).astype(np.int64)
+    per_image = per_image.reshape(n, num_units)  # zero-cell pixels of each image and unit
+    indptr, concept, count = images.histograms
+    entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
+    hits = np.bincount(unit[owner] * size + concept[entries], count[entries], num_units * size).astype(np.int64)
+    hits = hits.reshape(num_units, size) + _count_product(per_image.T, images.onehot)
+    hits[:, 0] = 0
+    units = np.flatnonzero(per_image.sum(0))
+    concept_entry, concept_id = np.nonzero(hits[units])
+    return Pending(
+        above=np.zeros(num_units, np.int64),
+        values=0,
+        unit=units,
+        key=np.full(len(units), float_keys(np.float32(0))),
+        pixels=per_image.sum(0)[units],
+        labelled=per_image[images.labelled].sum(0)[units],
+        category=_count_product(per_image.T, images.in_category)[units],
+        concept_entry=concept_entry,
+        concept=concept_id,
+        concept_count=hits[units][concept_entry, concept_id],
     )
