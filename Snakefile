@@ -27,7 +27,6 @@ localrules:
     threshold_coarse,
     threshold_sample,
     threshold_refine,
-    thresholds,
     tally,
     label_units,
     layer_figure,

@@ -13,14 +13,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
 
 from .errors import NetdissectError
+
+if TYPE_CHECKING:  # pandas costs threshold jobs, which write no table, a fifth of a second to import
+    import pandas as pd
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
