@@ -2,7 +2,8 @@
 
 Inside a cell, column j interpolates between its top value T_j and bottom value B_j: the pixel in row i is
 v = w0_i * T_j + w1_i * B_j with row weights w1_i ascending. Up to float32 rounding this is T_j + w1_i (B_j - T_j),
-monotone in i, so the rows above a level form one contiguous run found by binary search on w1. Rows whose value
+monotone in i, so the rows above a level form one contiguous run, found by counting the w1 below the level where
+the column crosses it (a bucket table per geometry, ``RowGroups``). Rows whose value
 is within the rounding margin of the level are evaluated exactly, so results are identical to evaluating every
 pixel (``upsample.cell_pixel_values``) while touching about one pixel per column.
 """
