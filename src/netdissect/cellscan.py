@@ -30,7 +30,6 @@ class RowGroups:
     """
 
     of_cell: np.ndarray  # (G,) row group of every cell
-    count: np.ndarray  # (N,) rows per group
     buckets: int
     below: np.ndarray  # weights of the group in lower buckets
     value: np.ndarray  # the weight value in the bucket (inf: none)
@@ -70,7 +69,7 @@ def _row_groups(geom: Geometry) -> RowGroups:
         below[g] = np.cumsum(per_bucket) - per_bucket
         value[g, bucket] = w
         ties[g] = per_bucket
-    groups = RowGroups(of_cell, count, buckets, below.ravel(), value.ravel(), ties.ravel())
+    groups = RowGroups(of_cell, buckets, below.ravel(), value.ravel(), ties.ravel())
     _ROW_GROUPS[(geom.source, geom.target)] = groups
     return groups
 
@@ -107,7 +106,7 @@ def _rows_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.nd
     """
     groups = _row_groups(geom)
     group = groups.of_cell[cols.cells][:, None]
-    count = groups.count[group]
+    count = geom.num_rows[cols.cells][:, None]
     top = cols.top.astype(np.float64)
     slope = cols.bottom - top
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -199,8 +198,7 @@ def smaller_side(
         cols, geom, low.astype(np.float64)[:, None] - cols.margin, high.astype(np.float64)[:, None] + cols.margin
     )
     above = 2 * (sure_stop - sure_start).sum(1) <= geom.npix[cols.cells]
-    groups = _row_groups(geom)
-    rows = np.where(np.take(geom.cols, cols.cells, 0) >= 0, groups.count[groups.of_cell[cols.cells]][:, None], 0)
+    rows = np.where(np.take(geom.cols, cols.cells, 0) >= 0, geom.num_rows[cols.cells][:, None], 0)
     side = above[:, None]
     # surely on the listed side: the run above high + margin, or the rows outside the run above low - margin
     sure = [

@@ -118,9 +118,13 @@ class Pending:
         """The pending values with the count above, as an EXACT histogram for ``quantile.threshold_in_interval``."""
         return Histogram(self.values, self.above, self.unit, self.key, self.pixels, EXACT)
 
+    def _above(self, thresholds: np.ndarray) -> np.ndarray:
+        """(E,) whether each entry's value is strictly above its unit's threshold."""
+        return self.key > float_keys(thresholds)[self.unit]
+
     def values_above(self, thresholds: np.ndarray) -> np.ndarray:
         """(U,) values strictly above each unit's threshold, in every image."""
-        on = self.key > float_keys(thresholds)[self.unit]
+        on = self._above(thresholds)
         return self.above + np.bincount(self.unit[on], self.pixels[on], len(self.above)).astype(np.int64)
 
     def active(self, thresholds: np.ndarray, size: int, pixels: int) -> Counts:
@@ -132,7 +136,7 @@ class Pending:
             pixels: pixels per image.
         """
         num_units = len(self.above)
-        on = self.key > float_keys(thresholds)[self.unit]
+        on = self._above(thresholds)
         hit = on[self.concept_entry]
         intersection = np.zeros(num_units * size, np.int64)
         np.add.at(intersection, self.unit[self.concept_entry[hit]] * size + self.concept[hit], self.concept_count[hit])
@@ -189,6 +193,14 @@ def _gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.n
     return starts + np.arange(lengths.sum()), owner
 
 
+def _label_hits(histograms, geom: Geometry, img, unit, cell, num_units: int, size: int) -> np.ndarray:
+    """(U * size,) pixels of each (unit, concept) in the label histograms of whole (image, unit, cell) items."""
+    indptr, concept, count = histograms
+    entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
+    keys = unit[owner] * size + concept[entries]
+    return np.bincount(keys, weights=count[entries], minlength=num_units * size).astype(np.int64)
+
+
 def tally_chunk(
     acts: np.ndarray,
     labels: np.ndarray,
@@ -237,10 +249,7 @@ def tally_chunk(
 
     def add_cells(img, unit, cell):
         """Add the label histograms of whole (image, unit, cell) items."""
-        indptr, concept, count = histograms
-        entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
-        keys = unit[owner] * size + concept[entries]
-        hits[:] += np.bincount(keys, weights=count[entries], minlength=hits.size).astype(np.int64)
+        hits[:] += _label_hits(histograms, geom, img, unit, cell, num_units, size)
 
     # cells wholly above high: add their label histograms
     add_cells(*cells.above)
@@ -369,10 +378,8 @@ def _pending_zeros(zero, geom: Geometry, images: _ImageLabels, num_units: int) -
     n, size = images.onehot.shape
     per_image = np.bincount(img * num_units + unit, geom.npix[cell], n * num_units).astype(np.int64)
     per_image = per_image.reshape(n, num_units)  # zero-cell pixels of each image and unit
-    indptr, concept, count = images.histograms
-    entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
-    hits = np.bincount(unit[owner] * size + concept[entries], count[entries], num_units * size).astype(np.int64)
-    hits = hits.reshape(num_units, size) + _count_product(per_image.T, images.onehot)
+    hits = _label_hits(images.histograms, geom, img, unit, cell, num_units, size).reshape(num_units, size)
+    hits += _count_product(per_image.T, images.onehot)
     hits[:, 0] = 0
     units = np.flatnonzero(per_image.sum(0))
     concept_entry, concept_id = np.nonzero(hits[units])

@@ -329,8 +329,7 @@ def sampled_pixel_values(
         (members, values, weight): indices into the K items, their (k, m) sampled values (NaN where a slot falls
         outside the cell) and (k,) the pixels each sample stands for.
     """
-    rows, cols = (geom.rows >= 0).sum(1), (geom.cols >= 0).sum(1)
-    shape = rows[cells] * (geom.cols.shape[1] + 1) + cols[cells]
+    shape = geom.num_rows[cells] * (geom.cols.shape[1] + 1) + geom.npix[cells] // geom.num_rows[cells]
     for key in np.unique(shape):
         members = np.flatnonzero(shape == key)
         r, q = divmod(int(key), geom.cols.shape[1] + 1)

@@ -163,7 +163,7 @@ def refine_reduce(job) -> None:
 
 
 # Rounds after the first: (name, the round whose bracket it reads, bins, stride, reduce). The workflow's rules
-# are generated from this table; thresholds_in_process runs it without Snakemake.
+# are generated from this table; intervals_in_process runs it without Snakemake.
 ROUNDS = (
     ("sample", "coarse", Q.REFINE_BINS, SAMPLE_STRIDE, sample_reduce),
     ("refine", "sample", Q.REFINE_BINS, 1, refine_reduce),
