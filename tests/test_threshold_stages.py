@@ -95,3 +95,12 @@ def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
     for part, (a, b) in zip(parts, ((0, 9), (9, 17), (17, 23))):
         rows = [r for r in range(a, b) if r not in skipped]
         np.testing.assert_array_equal(part.intersection[:, 1], (values[rows] > t[None, :, None, None]).sum((0, 2, 3)))
+
+
+def test_state_files_keep_counts_beyond_32_bits():
+    """Chunk states store counts in 32 bits when they fit, and in 64 bits otherwise."""
+    for count in (7, 2**32 + 5):
+        hist = Q.Histogram(10, np.zeros(2, np.int64), np.array([1]), np.array([3]), np.array([count]), 8)
+        packed = T._pack(hist, "x_")
+        assert packed["x_count"].dtype == (np.uint32 if count < 2**32 else np.int64)
+        assert T._unpack(packed, "x_").count.tolist() == [count]
