@@ -26,17 +26,17 @@ from types import SimpleNamespace
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from netdissect.stages import stage_job  # noqa: E402
-from netdissect.stages import tally as tally_stage  # noqa: E402
-from netdissect.stages import thresholds as threshold_stage  # noqa: E402
-from netdissect.stores import open_group, write_csv, write_group  # noqa: E402
-from netdissect.synthetic import render_sample  # noqa: E402
-from netdissect.synthetic.vocabulary import PIXEL_CATEGORIES, concept_table  # noqa: E402
+from netdissect.stages import stage_job
+from netdissect.stages import tally as tally_stage
+from netdissect.stages import thresholds as threshold_stage
+from netdissect.stores import open_group, write_csv, write_group
+from netdissect.synthetic import render_sample
+from netdissect.synthetic.vocabulary import PIXEL_CATEGORIES, concept_table
 
 DATA = ROOT / "benchmarks" / "data"
 UNITS, SOURCE, LABEL, IMAGE = 512, 7, 112, 224
@@ -499,8 +499,10 @@ def write_results(results: dict) -> None:
             "## Activation dumps (ResNet-18 layer4, 224-pixel PNGs, 2 cores)",
             "",
             f"- plain torch forward loop (the model as torchvision builds it): {a['plain_forward_images_per_s']:.1f} images/s",
-            f"- bare forward loop, model prepared as the stage does (channels-last, batch norms folded): "
-            f"{a['bare_forward_images_per_s']:.1f} images/s",
+            (
+                "- bare forward loop, model prepared as the stage does (channels-last, batch norms folded): "
+                f"{a['bare_forward_images_per_s']:.1f} images/s"
+            ),
             f"- activation stage (decode, forward, check, store): {a['dump_images_per_s']:.1f} images/s",
             f"- ratio: {a['ratio']:.2f} of the bare loop",
             "",

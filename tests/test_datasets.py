@@ -171,7 +171,7 @@ def test_categories(broden: Path) -> None:
 
 
 def test_label_planes_decode_and_dedupe(broden: Path) -> None:
-    r0, r1, r2, _ = open_dataset("broden", broden).records()
+    r0, r1, _, _ = open_dataset("broden", broden).records()
     planes, image_ids = load_label_planes(r0, (4, 4))
     assert planes.dtype == np.uint16 and planes.shape == (4, 4, 4)
     np.testing.assert_array_equal(planes[0], 1)

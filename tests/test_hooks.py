@@ -114,9 +114,9 @@ def test_float_and_per_image_masks_blend() -> None:
 
 
 def test_bad_mask_and_units_raise() -> None:
-    with LayerHooks(_model(), edits={"a": UnitEdit([0], mask=torch.ones(5, 5, dtype=torch.bool))}) as hooks:
-        with pytest.raises(ValueError, match="mask"):
-            hooks.run(X)
+    bad_mask = UnitEdit([0], mask=torch.ones(5, 5, dtype=torch.bool))
+    with LayerHooks(_model(), edits={"a": bad_mask}) as hooks, pytest.raises(ValueError, match="mask"):
+        hooks.run(X)
     with LayerHooks(_model(), edits={"a": UnitEdit([3])}) as hooks, pytest.raises(ValueError, match="out of range"):
         hooks.run(X)
 

@@ -15,7 +15,6 @@ from netdissect.models import (
     ModelSpec,
     build_model,
     file_digest,
-    layer_names,
     load_weights,
     preprocess,
     resolve_layers,
@@ -35,7 +34,7 @@ def test_build_torchvision_by_name() -> None:
 
 def test_build_builtin_scene_cnn() -> None:
     model = build_model(ModelSpec(name="scene_cnn", num_classes=6, random_init=True))
-    assert {"conv1", "conv2", "conv3", "conv4", "pool", "fc"} <= set(layer_names(model))
+    assert {"conv1", "conv2", "conv3", "conv4", "pool", "fc"} <= {name for name, _ in model.named_modules()}
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 6)
 
 

@@ -24,7 +24,9 @@ def start(wf) -> subprocess.Popen:
 
 def job_pids(wf) -> list[int]:
     """Running stage scripts (chunk jobs) of this workflow."""
-    found = subprocess.run(["pgrep", "-f", f"{wf.folder}/.snakemake/scripts"], capture_output=True, text=True)
+    found = subprocess.run(
+        ["pgrep", "-f", f"{wf.folder}/.snakemake/scripts"], capture_output=True, text=True, check=False
+    )
     return [int(p) for p in found.stdout.split()]
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from netdissect.iou import iou_matrix, label_units
 from netdissect import quantile as Q
+from netdissect.iou import iou_matrix, label_units
 from netdissect.tally import Pending, Vocabulary, tally_chunk
 from netdissect.upsample import upsample
 

@@ -32,7 +32,7 @@ def brute_force_layer(results, layer, quantile):
     image_labels = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1]))) for x in image_labels])
     up = upsample(acts, labels.shape[-2:])
     values = up.transpose(1, 0, 2, 3).reshape(acts.shape[1], -1)
-    k = int(round(quantile * values.shape[1] * 1e6)) // 1_000_000
+    k = round(quantile * values.shape[1] * 1e6) // 1_000_000
     t = -np.sort(-values, axis=1)[:, k]
     active = up > t[None, :, None, None]
     concepts = pd.read_csv(results / "concepts.csv", keep_default_na=False)

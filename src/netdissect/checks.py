@@ -30,4 +30,4 @@ def check_model(spec: dict, layers: list[str]) -> None:
     resolve_layers(model, layers)
 
 
-__all__ = ["check_model", "ModelError"]
+__all__ = ["ModelError", "check_model"]

@@ -173,11 +173,3 @@ def _cuda_problems() -> list[str]:
     if torch.cuda.is_available():
         return []
     return ["config key 'device': cuda is not available on this machine; use device: cpu"]
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys")
-    return data

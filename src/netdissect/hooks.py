@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 import torch
 from torch import nn
@@ -126,7 +127,7 @@ class LayerHooks:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.captured: dict[str, torch.Tensor] = {}
 
-    def __enter__(self) -> LayerHooks:
+    def __enter__(self) -> Self:
         """Register the hooks.
 
         Returns:

@@ -302,18 +302,6 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def layer_names(model: nn.Module) -> list[str]:
-    """Module paths of a model, as ``named_modules`` gives them, without the root.
-
-    Args:
-        model: the model.
-
-    Returns:
-        Layer names in definition order.
-    """
-    return [name for name, _ in model.named_modules() if name]
-
-
 def _suggestions(name: str, valid: list[str], limit: int = 40) -> list[str]:
     """Valid layer names worth showing for a name that was not found.
 

@@ -110,7 +110,7 @@ def open_group(path: str | Path) -> zarr.Group:
         raise StoreError(f"store {path} does not exist")
     try:
         group = zarr.open_group(str(path), mode="r")
-    except Exception as error:  # noqa: BLE001 - any zarr failure means an unreadable store
+    except Exception as error:
         raise StoreError(f"store {path} cannot be read: {error}") from error
     if "provenance" not in group.attrs:
         raise StoreError(f"store {path} is incomplete (no provenance): delete it and rerun")

@@ -10,6 +10,7 @@ import pandas as pd
 from ..iou import iou_matrix
 from ..iou import label_units as best_labels
 from ..provenance import record
+from ..quantile import float_keys, key_floats, threshold_in_interval
 from ..stores import (
     load_state,
     open_group,
@@ -19,14 +20,12 @@ from ..stores import (
     write_group,
     write_json,
 )
-from ..quantile import float_keys, key_floats, threshold_in_interval
 from ..tally import Counts, Pending, Vocabulary
 from ..tally import tally_chunk as count_chunk
 from . import StageError
 
 log = logging.getLogger("netdissect.tally")
 BATCH_IMAGES = 64
-COUNT_ARRAYS = ("intersection", "activation", "activation_in_category", "label", "images_in_category")
 
 
 def read_concepts(path: str) -> tuple[pd.DataFrame, list[str], Vocabulary]:

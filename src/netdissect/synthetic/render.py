@@ -6,6 +6,7 @@ class has its own composition rules; the scene is decided by which objects are
 present, while colours, counts, sizes, positions and lighting vary.
 """
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -624,7 +625,7 @@ def _street(c: Canvas) -> None:
     _weather(c, road_top - 0.2, 0.3, 2)
     edges = np.sort(rng.uniform(0, 1, rng.integers(1, 4)))
     bounds = np.concatenate([[rng.uniform(-0.1, 0.05)], edges, [rng.uniform(0.95, 1.1)]])
-    for x0, x1 in zip(bounds[:-1], bounds[1:]):
+    for x0, x1 in itertools.pairwise(bounds):
         if x1 - x0 > 0.12:
             gap = rng.uniform(0.0, 0.03)
             _building(c, x0 + gap, x1 - gap, rng.uniform(0.15, road_top - 0.28), road_top)
