@@ -166,10 +166,10 @@ def per_image_numpy(folder: Path, names: list[str], images: int) -> float:
     """Seconds per image of a straightforward implementation: upsample every unit, threshold, count per concept."""
     import pandas as pd
 
-    from netdissect.stages.tally import read_concepts
+    from netdissect.tables import concept_vocabulary, read_concepts
 
     t = pd.read_csv(folder / "work2" / "thresholds.csv")["threshold"].to_numpy(np.float32)
-    _, _, vocab = read_concepts(str(folder / "concepts.csv"))
+    vocab = concept_vocabulary(read_concepts(folder / "concepts.csv"))
     acts = open_group(folder / "acts" / f"{names[0]}.zarr")["activations"][:images].astype(np.float32)
     seg = open_group(folder / "seg" / f"{names[0]}.zarr")
     labels, image_labels = seg["labels"][:images], seg["image_labels"][:images]

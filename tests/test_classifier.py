@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from netdissect.classifier import scene_cnn, train_classifier
+from netdissect.architectures import scene_cnn
+from netdissect.classifier import train_classifier
 from netdissect.hooks import LayerHooks
 
 

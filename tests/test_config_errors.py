@@ -101,7 +101,7 @@ def test_snakemake_stops_before_any_job(workflow_factory, override, expected):
 def test_weights_that_do_not_fit_the_architecture_stop_the_run(workflow_factory, tmp_path):
     import torch
 
-    from netdissect.classifier import scene_cnn
+    from netdissect.architectures import scene_cnn
 
     weights = tmp_path / "three_classes.pt"
     torch.save(scene_cnn(num_classes=3).state_dict(), weights)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from netdissect.classifier import scene_cnn
+from netdissect.architectures import scene_cnn
 from netdissect.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,

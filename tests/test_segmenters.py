@@ -7,10 +7,10 @@ import pytest
 import torch
 import torchvision
 
+from netdissect.architectures import SegNet
 from netdissect.models import ModelError
 from netdissect.segmenters import (
     SegmenterVocabulary,
-    SegNet,
     build_torchvision_segmenter,
     load_segnet,
     predict_labels,

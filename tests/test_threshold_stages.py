@@ -12,6 +12,7 @@ from netdissect.stages import stage_job
 from netdissect.stages import tally as tally_stage
 from netdissect.stages import thresholds as T
 from netdissect.stores import load_state, open_group, save_state, write_csv, write_group
+from netdissect.tallystore import chunk_counts
 from netdissect.upsample import upsample
 
 SIZE = (24, 20)
@@ -90,7 +91,7 @@ def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
     np.testing.assert_array_equal(tally["thresholds"][:], t)
     # each chunk's store, completed at the thresholds, gives that chunk's share (for resampling chunks)
     ids = np.array([1])
-    parts = [tally_stage.chunk_counts(open_group(c), t, ids, 2) for c in counts]
+    parts = [chunk_counts(open_group(c), t, ids, 2) for c in counts]
     np.testing.assert_array_equal(sum(p.activation for p in parts), active)
     for part, (a, b) in zip(parts, ((0, 9), (9, 17), (17, 23))):
         rows = [r for r in range(a, b) if r not in skipped]

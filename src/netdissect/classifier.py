@@ -1,127 +1,17 @@
-"""The default network dissected on the synthetic world (``scene_cnn``) and its training.
-
-Training helpers shared with the segmenter (thread limits, seeded batches, flips) live here too.
-"""
+"""Training the scene classifier (``scene_cnn``) that the default run dissects, with the shared training loop."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .architectures import scene_cnn
 from .models import preprocess
-
-
-def _stage(cin: int, cout: int, pool: bool) -> nn.Sequential:
-    """Conv3x3-BN-ReLU, optionally followed by 2x2 max pooling."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    ]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers)
-
-
-class SceneCNN(nn.Module):
-    """Small CNN for 64x64 RGB scenes: stages conv1..conv4, then global average pooling and a linear layer.
-
-    Feature maps for a 64-pixel input: conv1 32x32x32, conv2 64x16x16, conv3 128x8x8, conv4 128x8x8.
-    """
-
-    def __init__(self, num_classes: int = 6) -> None:
-        """Build the layers.
-
-        Args:
-            num_classes: number of output classes.
-        """
-        super().__init__()
-        self.conv1 = _stage(3, 32, pool=True)
-        self.conv2 = _stage(32, 64, pool=True)
-        self.conv3 = _stage(64, 128, pool=True)
-        self.conv4 = _stage(128, 128, pool=False)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(128, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits (N, num_classes) of a normalised batch (N, 3, H, W)."""
-        x = self.conv4(self.conv3(self.conv2(self.conv1(x))))
-        return self.fc(self.pool(x).flatten(1))
-
-
-def scene_cnn(num_classes: int = 6) -> nn.Module:
-    """Builtin ``scene_cnn`` architecture, randomly initialised.
-
-    Args:
-        num_classes: number of scene classes.
-
-    Returns:
-        The network.
-    """
-    return SceneCNN(num_classes)
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Limit torch's intra-op threads inside the block, restoring the previous setting after.
-
-    Args:
-        threads: number of threads.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def batch_count(n: int, batch_size: int) -> int:
-    """Number of batches :func:`seeded_batches` yields per epoch.
-
-    Args:
-        n: number of samples.
-        batch_size: samples per batch.
-
-    Returns:
-        Batches per epoch: a final batch of one sample is dropped when there are others.
-    """
-    full, rest = divmod(n, batch_size)
-    return full + (rest > 1 or (rest == 1 and full == 0))
-
-
-def seeded_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch of shuffled index batches; a final batch of one is dropped (batch norm needs two).
-
-    Args:
-        n: number of samples.
-        batch_size: samples per batch.
-        generator: source of the shuffle.
-
-    Returns:
-        Index tensors.
-    """
-    batches = list(torch.randperm(n, generator=generator).split(batch_size))
-    return batches[: batch_count(n, batch_size)]
-
-
-def random_flips(n: int, generator: torch.Generator) -> torch.Tensor:
-    """Which samples of a batch to flip horizontally.
-
-    Args:
-        n: batch size.
-        generator: source of the coin flips.
-
-    Returns:
-        bool (n, 1, 1, 1), broadcastable over (n, C, H, W).
-    """
-    return (torch.rand(n, generator=generator) < 0.5).view(n, 1, 1, 1)
+from .training import Schedule, fit, torch_threads
 
 
 @torch.no_grad()
@@ -174,45 +64,26 @@ def train_classifier(
         The model in eval mode, and metrics ``train_accuracy``, ``val_accuracy`` (None without validation
         images), ``epochs``, ``images``, ``seconds``.
     """
-    start = time.perf_counter()
     y_train, y_val = _labels(train_labels, num_classes), _labels(val_labels, num_classes)
+    x_train = preprocess(train_images)
+
+    def batch_loss(model: nn.Module, index: torch.Tensor, flip: torch.Tensor | None):
+        x, y = x_train[index], y_train[index]
+        if flip is not None:
+            x = torch.where(flip, x.flip(3), x)
+        logits = model(x.contiguous(memory_format=torch.channels_last))
+        return F.cross_entropy(logits, y), {"train accuracy": int((logits.argmax(1) == y).sum())}
+
+    schedule = Schedule(epochs, batch_size, lr, seed, threads, weight_decay=5e-4)
+    model, trained = fit(lambda: scene_cnn(num_classes), len(y_train), batch_loss, schedule, flips=augment, log=log)
     with torch_threads(threads):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        model = scene_cnn(num_classes).to(memory_format=torch.channels_last)  # faster convolutions on CPU
-        x_train = preprocess(train_images)
-        steps = batch_count(len(y_train), batch_size) * epochs
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1))
-        for epoch in range(epochs):
-            model.train()
-            total, correct, loss_sum = 0, 0, 0.0
-            for index in seeded_batches(len(y_train), batch_size, generator):
-                x, y = x_train[index], y_train[index]
-                if augment:
-                    x = torch.where(random_flips(len(index), generator), x.flip(3), x)
-                logits = model(x.contiguous(memory_format=torch.channels_last))
-                loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                loss_sum += loss.item() * len(y)
-            log(
-                f"epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f}, train accuracy {correct / total:.3f}, "
-                f"{time.perf_counter() - start:.1f}s"
-            )
-        model.to(memory_format=torch.contiguous_format)
         metrics = {
             "train_accuracy": _accuracy(model, x_train, y_train, 256),
             "val_accuracy": _accuracy(model, preprocess(val_images), y_val, 256) if len(y_val) else None,
             "epochs": epochs,
             "images": len(y_train),
-            "seconds": time.perf_counter() - start,
+            "seconds": trained["seconds"],
         }
-    model.eval()
     val = "n/a" if metrics["val_accuracy"] is None else f"{metrics['val_accuracy']:.3f}"
     log(f"train accuracy {metrics['train_accuracy']:.3f}, val accuracy {val}, {metrics['seconds']:.1f}s")
     return model, metrics

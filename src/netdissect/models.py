@@ -23,6 +23,7 @@ import torch
 import torchvision
 from torch import nn
 
+from .architectures import scene_cnn
 from .errors import NetdissectError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,11 +62,7 @@ class ModelSpec:
     num_classes: int | None = None
 
 
-def _builtins() -> dict[str, Callable[..., nn.Module]]:
-    """Builtin architectures by name (imported lazily: they import this module)."""
-    from .classifier import scene_cnn
-
-    return {"scene_cnn": scene_cnn}
+BUILTINS: dict[str, Callable[..., nn.Module]] = {"scene_cnn": scene_cnn}
 
 
 def _build_named(name: str, num_classes: int | None) -> nn.Module:
@@ -79,16 +76,15 @@ def _build_named(name: str, num_classes: int | None) -> nn.Module:
         The randomly initialised model.
     """
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    builtins = _builtins()
-    if name in builtins:
-        return builtins[name](**kwargs)
+    if name in BUILTINS:
+        return BUILTINS[name](**kwargs)
     valid = torchvision.models.list_models(module=torchvision.models)
     if name not in valid:
-        close = difflib.get_close_matches(name, [*builtins, *valid], n=5, cutoff=0.4)
+        close = difflib.get_close_matches(name, [*BUILTINS, *valid], n=5, cutoff=0.4)
         hint = f"; did you mean: {', '.join(close)}" if close else ""
         raise ModelError(
             f"model.name: unknown architecture '{name}'{hint} "
-            f"(builtins: {', '.join(builtins)}; or any torchvision classification model)"
+            f"(builtins: {', '.join(BUILTINS)}; or any torchvision classification model)"
         )
     return torchvision.models.get_model(name, weights=None, **kwargs)
 

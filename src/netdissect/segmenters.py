@@ -8,9 +8,7 @@ models loaded from a weights file (Pascal VOC classes). Labels are global concep
 from __future__ import annotations
 
 import difflib
-import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +18,10 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from .classifier import batch_count, random_flips, seeded_batches, torch_threads
+from .architectures import SegNet
 from .config import TORCHVISION_SEGMENTERS
 from .models import ModelError, apply_state_dict, preprocess, read_state_dict
+from .training import Schedule, fit, torch_threads
 
 VOC_CLASSES = (
     "background",
@@ -61,93 +60,6 @@ class SegmenterVocabulary:
 
     pixel: dict[str, list[int]]
     image: dict[str, list[int]]
-
-
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    """Conv3x3-BN-ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class SegNet(nn.Module):
-    """Small U-Net-like segmenter with pixel and image heads.
-
-    The encoder has levels at strides 1, 2, 4 and 8; the bottleneck gets a global context vector added; the
-    decoder upsamples back to the output stride, concatenating the encoder's skip features at each level.
-    For inputs whose sides divide by the stride, pixel logits are (N, K+1, H/stride, W/stride).
-    """
-
-    def __init__(
-        self,
-        pixel_classes: Mapping[str, int],
-        image_classes: Mapping[str, int],
-        width: int = 32,
-        stride: int = 2,
-    ) -> None:
-        """Build the network.
-
-        Args:
-            pixel_classes: pixel category -> number of classes including none.
-            image_classes: image-level category -> number of classes including none.
-            width: channels at stride 2 (stride 1 has half, strides 4 and 8 have 2x and 3x).
-            stride: output stride, one of 1, 2, 4, 8.
-        """
-        super().__init__()
-        if stride not in (1, 2, 4, 8):
-            raise ValueError(f"SegNet stride must be 1, 2, 4 or 8, got {stride}")
-        self.pixel_classes = dict(pixel_classes)
-        self.image_classes = dict(image_classes)
-        self.width = width
-        self.stride = stride
-        widths = (width // 2, width, 2 * width, 3 * width)
-        self.stem = _block(3, widths[0])
-        self.down = nn.ModuleList(
-            nn.Sequential(_block(widths[i], widths[i + 1], 2), _block(widths[i + 1], widths[i + 1])) for i in range(3)
-        )
-        self.context = nn.Linear(widths[3], widths[3])
-        out_level = int(math.log2(stride))
-        self.skip_levels = tuple(range(2, out_level - 1, -1))
-        self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in self.skip_levels)
-        self.pixel_heads = nn.ModuleDict({c: nn.Conv2d(widths[out_level], k, 1) for c, k in self.pixel_classes.items()})
-        self.image_heads = nn.ModuleDict({c: nn.Linear(2 * widths[3], k) for c, k in self.image_classes.items()})
-
-    @property
-    def arch(self) -> dict:
-        """Constructor arguments, as plain values."""
-        return {
-            "pixel_classes": dict(self.pixel_classes),
-            "image_classes": dict(self.image_classes),
-            "width": self.width,
-            "stride": self.stride,
-        }
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Size (h, w) of the pixel logits for an input of (height, width): each stride-2 level rounds up."""
-        return -(-height // self.stride), -(-width // self.stride)
-
-    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Logits of every head.
-
-        Args:
-            x: normalised images (N, 3, H, W).
-
-        Returns:
-            (pixel category -> (N, K+1, h, w) logits, image category -> (N, K+1) logits).
-        """
-        features = [self.stem(x)]
-        for down in self.down:
-            features.append(down(features[-1]))
-        bottom = features[-1]
-        pooled = bottom.mean((2, 3))
-        y = bottom + F.relu(self.context(pooled))[:, :, None, None]
-        for up, level in zip(self.up, self.skip_levels):
-            skip = features[level]
-            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            y = up(torch.cat([y, skip], 1))
-        summary = torch.cat([pooled, bottom.amax((2, 3))], 1)
-        return (
-            {c: head(y) for c, head in self.pixel_heads.items()},
-            {c: head(summary) for c, head in self.image_heads.items()},
-        )
 
 
 def _head_sizes(vocab: SegmenterVocabulary) -> tuple[dict[str, int], dict[str, int]]:
@@ -217,52 +129,39 @@ def train_segmenter(
         The model in eval mode, and metrics: per-head training ``pixel_accuracy`` (over labelled pixels) and
         ``mean_iou``, per-head training ``image_accuracy``, final ``loss``, ``epochs``, ``images``, ``seconds``.
     """
-    start = time.perf_counter()
     pixel = {c: _to_classes(pixel_targets[c], ids, c) for c, ids in vocab.pixel.items()}
     image = {c: _to_classes(image_targets[c], ids, c) for c, ids in vocab.image.items()}
     n = len(images)
-    with torch_threads(threads):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        model = SegNet(*_head_sizes(vocab)).to(memory_format=torch.channels_last)  # faster convolutions on CPU
-        x_all = preprocess(images)
+    x_all = preprocess(images)
+
+    def build() -> SegNet:
+        model = SegNet(*_head_sizes(vocab))
         out_size = model.output_size(*x_all.shape[-2:])
         for c, t in pixel.items():
             if tuple(t.shape) != (n, *out_size):
                 raise ValueError(f"pixel targets of '{c}' have shape {tuple(t.shape)}, expected {(n, *out_size)}")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        steps = max(1, batch_count(n, batch_size) * epochs)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-        loss_mean = float("nan")
-        for epoch in range(epochs):
-            model.train()
-            loss_sum, seen = 0.0, 0
-            for index in seeded_batches(n, batch_size, generator):
-                flip = random_flips(len(index), generator)
-                x = torch.where(flip, x_all[index].flip(3), x_all[index])
-                pixel_logits, image_logits = model(x.contiguous(memory_format=torch.channels_last))
-                loss = sum(
-                    F.cross_entropy(pixel_logits[c], torch.where(flip[:, 0], t[index].flip(2), t[index]))
-                    for c, t in pixel.items()
-                ) + sum(F.cross_entropy(image_logits[c], t[index]) for c, t in image.items())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                loss_sum += loss.item() * len(index)
-                seen += len(index)
-            loss_mean = loss_sum / seen
-            log(f"epoch {epoch + 1}/{epochs}: loss {loss_mean:.4f}, {time.perf_counter() - start:.1f}s")
-        model.to(memory_format=torch.contiguous_format).eval()
+        return model
+
+    def batch_loss(model: nn.Module, index: torch.Tensor, flip: torch.Tensor | None):
+        x = torch.where(flip, x_all[index].flip(3), x_all[index])
+        pixel_logits, image_logits = model(x.contiguous(memory_format=torch.channels_last))
+        loss = sum(
+            F.cross_entropy(pixel_logits[c], torch.where(flip[:, 0], t[index].flip(2), t[index]))
+            for c, t in pixel.items()
+        ) + sum(F.cross_entropy(image_logits[c], t[index]) for c, t in image.items())
+        return loss, {}
+
+    model, trained = fit(build, n, batch_loss, Schedule(epochs, batch_size, lr, seed, threads, 1e-4), log=log)
+    with torch_threads(threads):
         planes, image_ids = predict_labels(model, images, vocab)
     metrics = {
         "pixel_accuracy": {},
         "mean_iou": {},
         "image_accuracy": {c: float(np.mean(image_ids[:, j] == image_targets[c])) for j, c in enumerate(vocab.image)},
-        "loss": loss_mean,
+        "loss": trained["loss"],
         "epochs": epochs,
         "images": n,
-        "seconds": time.perf_counter() - start,
+        "seconds": trained["seconds"],
     }
     for i, (c, ids) in enumerate(vocab.pixel.items()):
         scores = segmentation_scores(planes[:, i], pixel_targets[c], ids)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..stores import atomic_path, write_csv, write_json
+from ..tables import read_units
 
 log = logging.getLogger("netdissect.report")
 TOP_CONCEPTS = 30
@@ -35,7 +36,7 @@ def layer_figure(job) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    units = pd.read_csv(job.input.units, keep_default_na=False)
+    units = read_units(job.input.units)
     per_category, per_concept = detector_counts(units)
     categories = sorted(set(units["category"]) - {""})
     colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(categories)}
@@ -64,7 +65,7 @@ def summary(job) -> None:
     """One row per layer and category: detector units, distinct concepts detected, and the layer's unit count."""
     rows = []
     for layer, path in zip(job.params.layers, job.input.units):
-        units = pd.read_csv(path, keep_default_na=False)
+        units = read_units(path)
         per_category, per_concept = detector_counts(units)
         for category, count in per_category.items():
             concepts = int((per_concept["category"] == category).sum())

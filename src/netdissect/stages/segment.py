@@ -10,7 +10,8 @@ import pandas as pd
 from ..datasets import DatasetError, load_label_planes
 from ..plan import chunk_records, open_source
 from ..provenance import record as provenance_record
-from ..stores import open_group, write_csv, write_group, write_json
+from ..stores import open_group, write_group, write_json
+from ..tables import read_concepts, write_concepts
 from . import StageError
 from .images import Skipped, image_batches
 
@@ -43,7 +44,7 @@ def concepts(job) -> None:
     if table["name"].duplicated().any():
         dupes = sorted(table.loc[table["name"].duplicated(), "name"])[:10]
         raise StageError(f"concept names must be unique; repeated: {dupes}")
-    write_csv(job.output.concepts, table)
+    write_concepts(job.output.concepts, table)
 
 
 def _pad_stack(arrays: list[np.ndarray], axis_len: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -165,7 +166,7 @@ def segment_chunk(job) -> None:
         "rows": np.array([r.index for r in kept], np.int64),
     }
     if kind == "trained":
-        concepts = pd.read_csv(job.input.concepts, keep_default_na=False)
+        concepts = read_concepts(job.input.concepts)
         size = int(concepts["id"].max()) + 1
         quality = _quality_counts(labels, kept, p.label_size, p.pixel_categories, size)
         arrays |= {f"quality_{k}": v for k, v in quality.items()}
@@ -192,7 +193,7 @@ def segmenter_quality(job) -> None:
         group = open_group(path)
         for key in ("correct", "labelled", "intersection", "union"):
             totals[key] = totals.get(key, 0) + group[f"quality_{key}"][:]
-    concepts = pd.read_csv(job.input.concepts, keep_default_na=False)
+    concepts = read_concepts(job.input.concepts)
     per_category = {}
     for c, category in enumerate(job.params.pixel_categories):
         ids = concepts.loc[concepts["category"] == category, "id"].to_numpy()
