@@ -18,22 +18,16 @@ include: "workflow/rules/tally.smk"
 include: "workflow/rules/report.smk"
 
 
-# Reduces and reports are light: on a cluster they run in the main process, chunk jobs are submitted.
-localrules:
-    all,
-    data_index,
-    concepts,
-    segmenter_quality,
-    threshold_coarse,
-    threshold_sample,
-    threshold_refine,
-    tally,
-    label_units,
-    layer_figure,
-    summary,
+# Named targets: `snakemake dissect` runs the dissection alone; `all` (the default) runs every switched-on stage.
+# Light rules (reduces, reports) say `localrule: True` themselves: on a cluster they run in the main process.
+rule dissect:
+    localrule: True
+    input:
+        get_dissect_outputs(),
 
 
 rule all:
     default_target: True
+    localrule: True
     input:
-        get_final_outputs(),
+        rules.dissect.input,

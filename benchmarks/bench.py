@@ -305,6 +305,7 @@ def bench_activations(n: int, results: dict) -> None:
     from netdissect.datasets import load_image
     from netdissect.fusion import fold_batch_norms
     from netdissect.models import preprocess
+    from netdissect.modelspec import ModelSpec
     from netdissect.stages import activations as act_stage
     from netdissect.synthetic import write_world
 
@@ -331,18 +332,7 @@ def bench_activations(n: int, results: dict) -> None:
     bare = bare_loop(model, torch.channels_last)
     out = DATA / "act-out"
     shutil.rmtree(out, ignore_errors=True)
-    spec = {
-        "name": "resnet18",
-        "factory": None,
-        "factory_args": {},
-        "weights": None,
-        "random_init": True,
-        "allow_pickle": False,
-        "normalize": "imagenet",
-        "seed": 0,
-        "num_classes": None,
-        "digest": "bench",
-    }
+    spec = ModelSpec(name="resnet18", random_init=True, digest="bench").as_params()
     job_ = SimpleNamespace(
         input=SimpleNamespace(),
         output=[str(out / "layer4" / "c.zarr")],

@@ -52,9 +52,9 @@ class Workflow:
             raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
         return proc
 
-    def dry_run_jobs(self) -> dict[str, int]:
-        """Rule -> number of jobs a dry run would execute."""
-        proc = self.run("-n", "--quiet", "rules")
+    def dry_run_jobs(self, *targets: str) -> dict[str, int]:
+        """Rule -> number of jobs a dry run (of the default target, or of the given ones) would execute."""
+        proc = self.run("-n", "--quiet", "rules", *targets)
         jobs = {}
         for line in proc.stdout.splitlines():
             parts = line.split()

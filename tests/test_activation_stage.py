@@ -10,8 +10,11 @@ import torchvision
 import zarr
 
 from netdissect.datasets import load_image
+from netdissect.layout import generator_layer
 from netdissect.models import preprocess
-from netdissect.stages.activations import activations_chunk
+from netdissect.modelspec import ModelSpec
+from netdissect.stages import StageError
+from netdissect.stages.activations import Batch, activations_chunk, dump_layers, padded
 from netdissect.synthetic import write_world
 
 SIZE = 64
@@ -26,18 +29,7 @@ def world(tmp_path_factory) -> Path:
 
 
 def _spec() -> dict:
-    return {
-        "name": "resnet18",
-        "factory": None,
-        "factory_args": {},
-        "weights": None,
-        "random_init": True,
-        "allow_pickle": False,
-        "normalize": "imagenet",
-        "seed": 3,
-        "num_classes": None,
-        "digest": "test",
-    }
+    return ModelSpec(name="resnet18", random_init=True, seed=3, digest="test").as_params()
 
 
 def _dump(world: Path, out: Path, autocast) -> zarr.Group:
@@ -91,3 +83,54 @@ def test_float32_dump_matches_a_plain_forward_and_autocast_is_close_but_recorded
         assert np.abs(rough - ref).max() < 0.1 * scale and np.abs(rough - ref).mean() < 0.01 * scale
         assert exact[layer].attrs["provenance"]["config"]["autocast"] is None
         assert low[layer].attrs["provenance"]["config"]["autocast"] == "bfloat16"
+
+
+def _latent_source(latents: torch.Tensor, batch_size: int):
+    """A batch source without images: latent vectors (rows = latent index), as generator dissection feeds them."""
+    for start in range(0, len(latents), batch_size):
+        chunk = latents[start : start + batch_size]
+        yield Batch(padded(chunk, batch_size), list(range(start, start + len(chunk))))
+
+
+def test_capture_loop_dumps_a_generator_fed_by_latents(tmp_path):
+    torch.manual_seed(0)
+    generator = torch.nn.Sequential(
+        torch.nn.Linear(4, 8 * 2 * 2),
+        torch.nn.Unflatten(1, (8, 2, 2)),
+        torch.nn.ConvTranspose2d(8, 5, 2, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(5, 3, 2, stride=2),
+        torch.nn.Tanh(),
+    ).eval()
+    latents = torch.randn(7, 4)
+    outputs = {name: str(tmp_path / generator_layer(name) / "c.zarr") for name in ("2", "3")}
+    stored = dump_layers(
+        generator,
+        _latent_source(latents, 3),
+        outputs,
+        capacity=7,
+        dtype="float32",
+        autocast=None,
+        device=torch.device("cpu"),
+        attributes=lambda layer: {"provenance": {"layer": layer}},
+        empty="no latents",
+    )
+    assert stored == 7
+    with torch.inference_mode():
+        features = generator[:3](latents)
+    for name, expected in (("2", features), ("3", torch.relu(features))):
+        group = zarr.open_group(outputs[name], mode="r")
+        np.testing.assert_allclose(group["activations"][:], expected.numpy(), rtol=1e-6, atol=1e-6)
+        assert group["rows"][:].tolist() == list(range(7))
+        assert group.attrs["provenance"] == {"layer": name}
+        assert Path(outputs[name]).parent.name == f"gan.{name}"
+
+
+def test_capture_loop_writes_nothing_when_the_source_is_empty(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1))
+    out = tmp_path / "a" / "c.zarr"
+    with pytest.raises(StageError, match="nothing to see"):
+        dump_layers(
+            model, iter(()), {"0": str(out)}, 4, "float16", None, torch.device("cpu"), lambda _: {}, "nothing to see"
+        )
+    assert not out.exists() and list(out.parent.iterdir()) == []

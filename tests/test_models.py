@@ -8,17 +8,19 @@ import pytest
 import torch
 
 from netdissect.architectures import scene_cnn
+from netdissect.checks import check_model
+from netdissect.layout import generator_layer, is_generator_layer
 from netdissect.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ModelError,
-    ModelSpec,
     build_model,
-    file_digest,
     load_weights,
     preprocess,
     resolve_layers,
 )
+from netdissect.modelspec import ModelSpec
+from netdissect.provenance import file_digest
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -76,7 +78,7 @@ def test_factory_from_file(tmp_path: Path) -> None:
 
 
 def test_factory_from_module() -> None:
-    spec = ModelSpec(factory="netdissect.classifier:scene_cnn", factory_args={"num_classes": 3}, random_init=True)
+    spec = ModelSpec(factory="netdissect.architectures:scene_cnn", factory_args={"num_classes": 3}, random_init=True)
     assert build_model(spec).fc.out_features == 3
     with pytest.raises(ModelError, match="no_such_module"):
         build_model(ModelSpec(factory="no_such_module:f", random_init=True))
@@ -158,3 +160,26 @@ def test_preprocess() -> None:
     np.testing.assert_allclose(x[0, :, 0, 0].numpy(), -mean / std, rtol=1e-5)
     with pytest.raises(ValueError):
         preprocess(images.astype(np.float32))
+
+
+def test_model_spec_round_trips_through_rule_params_and_resolves_trained_weights() -> None:
+    section = {"name": "scene_cnn", "factory": None, "factory_args": {}, "weights": "train", "layers": ["conv4"]}
+    spec = ModelSpec.from_config(section, seed=4, num_classes=6, digest="d")
+    assert spec.trained_here and spec.seed == 4 and spec.num_classes == 6 and spec.normalize == "imagenet"
+    assert ModelSpec.from_config(spec.as_params()) == spec
+    check = spec.resolved()
+    assert check.weights is None and check.random_init and not check.trained_here
+    trained = spec.resolved("model/classifier.pt")
+    assert trained.weights == "model/classifier.pt" and not trained.random_init
+    user = ModelSpec(name="resnet18", weights="w.pt")
+    assert user.resolved("ignored.pt") is user
+    with pytest.raises(ModelError, match="'train' names weights the workflow makes"):
+        build_model(spec)
+
+
+def test_generator_prefix_is_reserved_for_generator_layers() -> None:
+    spec = ModelSpec(name="scene_cnn", num_classes=6, random_init=True)
+    check_model(spec, ["conv4"])
+    with pytest.raises(ModelError, match="model.layers: 'gan.conv4' starts with 'gan.'"):
+        check_model(spec, ["conv4", "gan.conv4"])
+    assert is_generator_layer(generator_layer("layer4")) and not is_generator_layer("layer4")

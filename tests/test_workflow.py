@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import zarr
 
+from netdissect.cli import main
 from netdissect.upsample import upsample
 
 pytestmark = pytest.mark.workflow
@@ -45,7 +46,7 @@ def brute_force_layer(results, layer, quantile):
     return t, iou
 
 
-def test_tiny_run_matches_brute_force_and_reruns_nothing(workflow_factory):
+def test_tiny_run_matches_brute_force_and_reruns_nothing(workflow_factory, capsys):
     wf = workflow_factory()
     wf.run()
     results = wf.results
@@ -68,6 +69,11 @@ def test_tiny_run_matches_brute_force_and_reruns_nothing(workflow_factory):
         assert prov["inputs"]["layer"] == layer and prov["inputs"]["weights"] and prov["inputs"]["dataset_index"]
     assert (results / "summary.csv").exists()
     assert wf.dry_run_jobs() == {}
+    assert main(["summary", str(results)]) == 0
+    printed = capsys.readouterr().out
+    for layer in ("conv3", "conv4"):
+        units = pd.read_csv(results / "dissect" / layer / "units.csv", keep_default_na=False)
+        assert f"{layer}: {int(units['detector'].sum())} of {len(units)} units are detectors" in printed
 
 
 def test_results_identical_for_chunk_sizes_and_cores(workflow_factory):
@@ -94,6 +100,7 @@ def test_incremental_reruns(workflow_factory):
 
     wf.set_config({**base, "iou_threshold": 0.1})
     assert wf.dry_run_jobs() == {"label_units": 1, "layer_figure": 1, "summary": 1, "all": 1}
+    assert wf.dry_run_jobs("dissect") == {"label_units": 1, "layer_figure": 1, "summary": 1, "dissect": 1}
 
     wf.set_config({**base, "union": "category"})
     assert wf.dry_run_jobs() == {"tally": 1, "label_units": 1, "layer_figure": 1, "summary": 1, "all": 1}

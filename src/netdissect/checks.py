@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-from .models import ModelError, ModelSpec, build_model, resolve_layers
+from .layout import GENERATOR_PREFIX, is_generator_layer
+from .models import ModelError, build_model, resolve_layers
+from .modelspec import ModelSpec
 
 
-def check_model(spec: dict, layers: list[str]) -> None:
+def check_model(spec: ModelSpec, layers: list[str]) -> None:
     """Build the configured model (random weights when they are produced by the workflow) and find its layers.
 
     Raises:
-        ModelError: unknown architecture or factory, weights that do not fit it, or a layer name that does not
-            exist (the message lists the valid ones).
+        ModelError: unknown architecture or factory, weights that do not fit it, a layer name that does not
+            exist (the message lists the valid ones) or one that would pass for a generator layer.
     """
     import torch
 
-    torch.manual_seed(0)
-    trained_here = spec["weights"] == "train"
-    model = build_model(
-        ModelSpec(
-            name=spec["name"],
-            factory=spec["factory"],
-            factory_args=dict(spec["factory_args"]),
-            weights=None if trained_here else spec["weights"],
-            random_init=trained_here or spec["random_init"],
-            allow_pickle=spec["allow_pickle"],
-            num_classes=spec.get("num_classes"),
+    reserved = [layer for layer in layers if is_generator_layer(layer)]
+    if reserved:
+        raise ModelError(
+            f"model.layers: {reserved[0]!r} starts with {GENERATOR_PREFIX!r}, which names generator layers; "
+            "a classifier layer of that name cannot be dissected"
         )
-    )
-    resolve_layers(model, layers)
+    torch.manual_seed(0)
+    resolve_layers(build_model(spec.resolved()), layers)
 
 
 __all__ = ["ModelError", "check_model"]

@@ -1,6 +1,6 @@
 """Building the network to dissect: architecture, weights, layer names and input preprocessing.
 
-A model is described by a :class:`ModelSpec`: either a named architecture (torchvision classification
+A model is described by a :class:`~netdissect.modelspec.ModelSpec`: either a named architecture (torchvision classification
 models or a builtin such as ``scene_cnn``) or a user factory function, plus a weights file. Weights load
 with ``weights_only`` by default, so arbitrary pickled code never runs unless the user allows it.
 """
@@ -15,7 +15,6 @@ import pickle
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch import nn
 
 from .architectures import scene_cnn
 from .errors import NetdissectError
+from .modelspec import ModelSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,31 +35,6 @@ _SHOWN = 5  # how many keys of each kind an error message lists
 
 class ModelError(NetdissectError):
     """Bad model configuration; names the key, file or layer at fault."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What network to build and which weights to load.
-
-    Attributes:
-        name: torchvision classification architecture (any of ``torchvision.models.list_models``) or a
-            builtin name (``scene_cnn``).
-        factory: user network as ``path/to/file.py:function`` or ``package.module:function``; the function
-            is called with ``**factory_args`` and must return an ``nn.Module``.
-        factory_args: keyword arguments of the factory.
-        weights: path to a weights file.
-        random_init: must be True to run without weights.
-        allow_pickle: allow loading whole pickled objects (unsafe: only for trusted files).
-        num_classes: passed to torchvision/builtin constructors when given.
-    """
-
-    name: str | None = None
-    factory: str | None = None
-    factory_args: dict = field(default_factory=dict)
-    weights: str | None = None
-    random_init: bool = False
-    allow_pickle: bool = False
-    num_classes: int | None = None
 
 
 BUILTINS: dict[str, Callable[..., nn.Module]] = {"scene_cnn": scene_cnn}
@@ -158,6 +133,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
     Returns:
         The model, in eval mode.
     """
+    if spec.trained_here:
+        raise ModelError("model.weights: 'train' names weights the workflow makes; resolve the spec first")
     if (spec.name is None) == (spec.factory is None):
         raise ModelError("model: set exactly one of model.name and model.factory")
     if spec.weights is None and not spec.random_init:
@@ -282,22 +259,6 @@ def load_weights(model: nn.Module, path: str | Path, allow_pickle: bool = False)
     apply_state_dict(model, read_state_dict(path, allow_pickle), path)
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes.
-
-    Args:
-        path: the file.
-
-    Returns:
-        Hex digest.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _suggestions(name: str, valid: list[str], limit: int = 40) -> list[str]:
     """Valid layer names worth showing for a name that was not found.
 
@@ -365,3 +326,27 @@ def preprocess(
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return x.sub_(m).div_(s)
+
+
+def load_model(spec: ModelSpec, trained_weights: str | None, device: str):
+    """Build the model on its device for inference, with its input normalisation.
+
+    Args:
+        spec: the model to build.
+        trained_weights: the weights file the workflow trained (used when ``spec.weights`` is ``"train"``).
+        device: 'cpu' or 'cuda'.
+
+    Returns:
+        (model, torch device, normalise) where normalise maps uint8 (N, H, W, 3) arrays to channels-last input
+        tensors.
+    """
+    torch.manual_seed(spec.seed)  # random-init models must be identical in every chunk job
+    model = build_model(spec.resolved(trained_weights))
+    torch_device = torch.device(device)
+    model.to(torch_device, memory_format=torch.channels_last).eval()  # channels-last convolutions run faster
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if spec.normalize == "imagenet" else ((0.0,) * 3, (1.0,) * 3)
+
+    def normalise(images: np.ndarray) -> torch.Tensor:
+        return preprocess(images, mean, std).contiguous(memory_format=torch.channels_last)
+
+    return model, torch_device, normalise

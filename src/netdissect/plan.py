@@ -6,11 +6,14 @@ depend only on its own rows, so growing ``dataset.size`` adds chunks without tou
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError
 from .datasets import Dataset, DatasetError, Record, open_dataset
+from .layout import RunLayout
+from .modelspec import TRAIN, ModelSpec
 from .provenance import digest
 
 CHUNK_PATTERN = r"\d{7}-\d{7}"
@@ -177,3 +180,106 @@ def describe_missing(problems: list[str], shown: int = 20) -> str:
 def chunk_records(spec: dict, start: int, stop: int) -> list[Record]:
     """The records of rows [start, stop) of a source_spec's selection (split applied; size is irrelevant)."""
     return open_source(spec).records(spec["split"], None)[start:stop]
+
+
+# ---- what the rules pass their jobs: computed once per parse from the validated config
+
+
+def scene_classes(cfg: dict) -> tuple[list[int], list[str]]:
+    """(ids, names) of the dataset's scene concepts: the classes of a classifier trained here."""
+    if cfg["dataset"]["kind"] == "synthetic":
+        from .synthetic.vocabulary import concept_table
+
+        rows = [(i, n) for i, n, c in concept_table() if c == "scene"]
+    else:
+        table = open_source(source_spec(cfg)).concepts()
+        rows = list(table.loc[table["category"] == "scene", ["id", "name"]].itertuples(index=False, name=None))
+    return [int(i) for i, _ in rows], [str(n) for _, n in rows]
+
+
+def classifier_params(cfg: dict) -> dict:
+    """Everything the classifier trained here depends on."""
+    ids, names = scene_classes(cfg)
+    return {
+        "source": source_spec(cfg),
+        "resize": cfg["dataset"]["resize"],
+        "scene_ids": ids,
+        "scene_names": names,
+        "seed": cfg["seed"],
+        **cfg["classifier"],
+    }
+
+
+def file_or_config_digest(path: str | None, fallback) -> str:
+    """Content digest of a file given by the user, or of the config values that produce it here."""
+    if path and Path(path).is_file():
+        from .provenance import file_digest
+
+        return file_digest(path)
+    return digest(fallback)
+
+
+def model_spec(cfg: dict) -> ModelSpec:
+    """The dissected network, with a digest of everything that defines its function.
+
+    The digest covers the model section (less the layer list), the weights (the file's content, or the
+    classifier's training config when trained here), the factory's source file and a lower-precision forward.
+    """
+    section = {k: v for k, v in cfg["model"].items() if k != "layers"}
+    section["seed"] = cfg["seed"]
+    trained_here = section["weights"] == TRAIN
+    if trained_here:
+        section["num_classes"] = len(scene_classes(cfg)[0])
+    weights = file_or_config_digest(None if trained_here else section["weights"], classifier_params(cfg))
+    factory = section["factory"].rsplit(":", 1)[0] if section["factory"] else None
+    code = file_or_config_digest(factory, factory)
+    precision = cfg["activations"]["autocast"]  # a lower-precision forward makes different activations
+    return ModelSpec.from_config(section, digest=digest([section, weights, code] + ([precision] if precision else [])))
+
+
+def synthetic_vocabulary() -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Per pixel category and per image-level category, the synthetic world's concept ids (the trained
+    segmenter's heads)."""
+    from .synthetic.vocabulary import IMAGE_CATEGORIES, PIXEL_CATEGORIES, concept_table
+
+    table = concept_table()
+    pixel = {cat: [i for i, _, c in table if c == cat] for cat in PIXEL_CATEGORIES}
+    image = {cat: [i for i, _, c in table if c == cat] for cat in IMAGE_CATEGORIES}
+    return pixel, image
+
+
+def segmenter_digest(cfg: dict) -> str:
+    """Identifies the segmenter: its config with the world it trains on, or its weights file."""
+    segmenter = cfg["segmenter"]
+    if segmenter["kind"] == "trained":
+        return digest([segmenter, {"seed": cfg["seed"], **cfg["synthetic"]}])
+    return digest([segmenter, file_or_config_digest(segmenter["weights"], None)])
+
+
+def provenance_config(cfg: dict) -> dict:
+    """The config values a layer's tables depend on (not the layer list, so adding a layer reruns nothing else)."""
+    keep = ("seed", "dataset", "synthetic", "segmenter", "quantile", "union", "activations", "batch_size")
+    return {k: cfg[k] for k in keep} | {"model": {k: v for k, v in cfg["model"].items() if k != "layers"}}
+
+
+def store_model_digest(path: str) -> str | None:
+    """The model digest recorded in an activation store (read from zarr's metadata file), or None."""
+    try:
+        meta = json.loads((Path(path) / "zarr.json").read_text())
+        return meta["attributes"]["provenance"]["inputs"]["model"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def extracted_layers(layout: RunLayout, layers: list[str], chunks: list[str], model_digest: str) -> list[str]:
+    """Layers whose every chunk already has an activation store from the current model.
+
+    Layers still to extract share one forward pass per chunk; these keep a rule of their own, so adding a
+    layer to the config costs one pass for that layer only.
+    """
+
+    def extracted(layer: str) -> bool:
+        paths = [layout.activations(layer, c) for c in chunks]
+        return all(Path(p).is_dir() for p in paths) and store_model_digest(paths[0]) == model_digest
+
+    return [layer for layer in layers if extracted(layer)]

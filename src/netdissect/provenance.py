@@ -16,6 +16,15 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def file_digest(path) -> str:
+    """Full sha256 of a file's bytes."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
 def versions() -> dict[str, str]:
     """Installed versions of the packages that shape the results (no imports)."""
     out = {}

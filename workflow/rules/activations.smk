@@ -9,7 +9,7 @@ def activation_params():
         stop=chunk_stop,
         digest=chunk_digest,
         source=SOURCE,
-        model=MODEL,
+        model=MODEL.as_params(),
         image_size=PLAN.image_size,
         resize=DATASET["resize"],
         batch_size=config["batch_size"],
@@ -27,14 +27,14 @@ if PENDING_LAYERS:
             unpack(lambda wildcards: get_weights_input()),
             source=get_source_input(),
         output:
-            [directory(f"{RUN}/activations/{layer}/{{chunk}}.zarr") for layer in PENDING_LAYERS],
+            [directory(OUT.activations(layer, "{chunk}")) for layer in PENDING_LAYERS],
         params:
             **activation_params(),
         threads: config["activations"]["threads"]
         log:
-            f"{RUN}/logs/activations/{{chunk}}.log",
+            OUT.log("activations", "{chunk}"),
         benchmark:
-            f"{RUN}/benchmarks/activations/{{chunk}}.tsv"
+            OUT.benchmark("activations", "{chunk}")
         resources:
             mem_mb=mem_mb(1500, 4),
             runtime=runtime(10, 0.1),
@@ -50,16 +50,16 @@ if EXTRACTED_LAYERS:
             unpack(lambda wildcards: get_weights_input()),
             source=get_source_input(),
         output:
-            directory(f"{RUN}/activations/{{layer}}/{{chunk}}.zarr"),
+            directory(OUT.activations("{layer}", "{chunk}")),
         wildcard_constraints:
             layer="|".join(re.escape(layer) for layer in EXTRACTED_LAYERS),
         params:
             **activation_params(),
         threads: config["activations"]["threads"]
         log:
-            f"{RUN}/logs/activations/{{layer}}/{{chunk}}.log",
+            OUT.log("activations", "{layer}", "{chunk}"),
         benchmark:
-            f"{RUN}/benchmarks/activations/{{layer}}/{{chunk}}.tsv"
+            OUT.benchmark("activations", "{layer}", "{chunk}")
         resources:
             mem_mb=mem_mb(1500, 4),
             runtime=runtime(10, 0.1),

@@ -1,5 +1,4 @@
 # Shared planning: config validation, the run's chunks and layers, input functions (get_*), constraints.
-import json
 import re
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from netdissect import config as ndconfig
 from netdissect import plan as ndplan
 from netdissect.errors import NetdissectError
+from netdissect.layout import RunLayout
 from netdissect.provenance import digest
 
 
@@ -27,6 +27,7 @@ except NetdissectError as error:
     _fail(error)
 
 RUN = str(PLAN.run_dir)
+OUT = RunLayout(RUN)
 CHUNKS = [c.name for c in PLAN.chunks]
 LAYERS = list(config["model"]["layers"])
 SOURCE = ndplan.source_spec(config)
@@ -46,54 +47,6 @@ def world_params():
     return {"seed": config["seed"], **config["synthetic"]}
 
 
-def scene_concepts():
-    """(ids, names) of the dataset's scene concepts, the classes of a classifier trained here."""
-    if SYNTHETIC:
-        from netdissect.synthetic.vocabulary import concept_table
-
-        rows = [(i, n) for i, n, c in concept_table() if c == "scene"]
-    else:
-        table = ndplan.open_source(SOURCE).concepts()
-        rows = list(table.loc[table["category"] == "scene", ["id", "name"]].itertuples(index=False, name=None))
-    return [int(i) for i, _ in rows], [str(n) for _, n in rows]
-
-
-def file_or_config_digest(path, fallback):
-    """Content digest of a weights file given by the user, or of the config that produces it here."""
-    if path and Path(path).is_file():
-        from netdissect.models import file_digest
-
-        return file_digest(path)
-    return digest(fallback)
-
-
-def classifier_params():
-    ids, names = scene_concepts()
-    return {
-        "source": SOURCE,
-        "resize": DATASET["resize"],
-        "scene_ids": ids,
-        "scene_names": names,
-        "seed": config["seed"],
-        **config["classifier"],
-    }
-
-
-def _model_params():
-    """The model section as the model stages need it, with num_classes and a digest of what defines it."""
-    spec = {k: v for k, v in config["model"].items() if k != "layers"}
-    spec["seed"] = config["seed"]
-    trained_here = spec["weights"] == "train"
-    if trained_here:
-        spec["num_classes"] = len(scene_concepts()[0])
-    weights = file_or_config_digest(None if trained_here else spec["weights"], classifier_params())
-    factory = spec["factory"].rsplit(":", 1)[0] if spec["factory"] else None
-    code = file_or_config_digest(factory, factory)
-    precision = config["activations"]["autocast"]  # a lower-precision forward makes different activations
-    spec["digest"] = digest([spec, weights, code] + ([precision] if precision else []))
-    return spec
-
-
 def _check_inputs():
     """In the main process only: every dataset file exists, the model builds and has the layers."""
     if not workflow.is_main_process:
@@ -109,14 +62,16 @@ def _check_inputs():
         _fail(error)
 
 
-MODEL = _model_params()
+MODEL = ndplan.model_spec(config)
 _check_inputs()
+EXTRACTED_LAYERS = ndplan.extracted_layers(OUT, LAYERS, CHUNKS, MODEL.digest)
+PENDING_LAYERS = [layer for layer in LAYERS if layer not in EXTRACTED_LAYERS]
 
 
 def get_source_input(wildcards=None):
     """What chunk jobs read: the synthetic world (a rule output) or the dataset's own index file."""
     if SYNTHETIC:
-        return f"{RUN}/world"
+        return OUT.world()
     if DATASET["kind"] == "broden":
         return str(Path(DATASET["root"]) / "index.csv")
     return []
@@ -134,69 +89,17 @@ def chunk_digest(wildcards):
     return PLAN.chunk(wildcards.chunk).digest
 
 
-def _store_model_digest(path):
-    """The model digest recorded in an activation store (read from zarr's metadata file), or None."""
-    try:
-        meta = json.loads((Path(path) / "zarr.json").read_text())
-        return meta["attributes"]["provenance"]["inputs"]["model"]
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _extracted(layer):
-    """True when every chunk of the layer has an activation store from the current model."""
-    paths = [f"{RUN}/activations/{layer}/{c}.zarr" for c in CHUNKS]
-    return all(Path(p).is_dir() for p in paths) and _store_model_digest(paths[0]) == MODEL["digest"]
-
-
-# Layers still to extract share one forward pass per chunk; layers already extracted keep a rule of their own,
-# so adding a layer to the config costs one pass for that layer only.
-EXTRACTED_LAYERS = [layer for layer in LAYERS if _extracted(layer)]
-PENDING_LAYERS = [layer for layer in LAYERS if layer not in EXTRACTED_LAYERS]
-
-
-def get_activations(wildcards):
-    return f"{RUN}/activations/{wildcards.layer}/{wildcards.chunk}.zarr"
-
-
-def get_layer_chunks(pattern):
-    """Input function: one path per chunk for the wildcard layer."""
-
-    def paths(wildcards):
-        return [pattern.format(run=RUN, layer=wildcards.layer, chunk=c) for c in CHUNKS]
-
-    return paths
+def get_layer_chunks(path_of):
+    """Input function: one path per chunk for the wildcard layer (path_of(layer, chunk) is a layout method)."""
+    return lambda wildcards: [path_of(wildcards.layer, c) for c in CHUNKS]
 
 
 def get_weights_input():
-    return {"weights": f"{RUN}/model/classifier.pt"} if config["model"]["weights"] == "train" else {}
+    return {"weights": OUT.classifier()} if MODEL.trained_here else {}
 
 
 def is_trained_segmenter():
     return SEGMENTER["kind"] == "trained"
-
-
-def pixel_vocabulary():
-    """Per category, the concept ids of the synthetic world (the trained segmenter's heads)."""
-    from netdissect.synthetic.vocabulary import IMAGE_CATEGORIES, PIXEL_CATEGORIES, concept_table
-
-    table = concept_table()
-    pixel = {cat: [i for i, _, c in table if c == cat] for cat in PIXEL_CATEGORIES}
-    image = {cat: [i for i, _, c in table if c == cat] for cat in IMAGE_CATEGORIES}
-    return pixel, image
-
-
-def segmenter_digest():
-    if is_trained_segmenter():
-        return digest([SEGMENTER, world_params()])
-    weights = file_or_config_digest(SEGMENTER["weights"], None)
-    return digest([SEGMENTER, weights])
-
-
-def provenance_config():
-    """The config values a layer's tables depend on (not the layer list, so adding a layer reruns nothing else)."""
-    keep = ("seed", "dataset", "synthetic", "segmenter", "quantile", "union", "activations", "batch_size")
-    return {k: config[k] for k in keep} | {"model": {k: v for k, v in config["model"].items() if k != "layers"}}
 
 
 def gpu_resources(uses_model=True):
@@ -212,12 +115,12 @@ def runtime(base, per_image):
     return lambda wildcards: int(base + per_image * config["chunk_size"])
 
 
-def get_final_outputs():
-    outputs = [f"{RUN}/dissect/{layer}/{name}" for layer in LAYERS for name in ("units.csv", "detectors.png")]
-    outputs.append(f"{RUN}/summary.csv")
-    outputs.append(f"{RUN}/data/index.csv")
-    if config["model"]["weights"] == "train":
-        outputs.append(f"{RUN}/model/training.json")
+def get_dissect_outputs():
+    """The dissection target: every layer's units and figure, the summary, the training and segmenter reports."""
+    outputs = [path for layer in LAYERS for path in (OUT.units(layer), OUT.detectors_figure(layer))]
+    outputs += [OUT.summary(), OUT.index()]
+    if MODEL.trained_here:
+        outputs.append(OUT.classifier_metrics())
     if is_trained_segmenter():
-        outputs.append(f"{RUN}/segmenter/quality.json")
+        outputs.append(OUT.segmenter_quality())
     return outputs

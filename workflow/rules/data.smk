@@ -4,14 +4,14 @@ if SYNTHETIC:
 
     rule synthesize:
         output:
-            world=directory(f"{RUN}/world"),
+            world=directory(OUT.world()),
         params:
             **world_params(),
         threads: 1
         log:
-            f"{RUN}/logs/synthesize.log",
+            OUT.log("synthesize"),
         benchmark:
-            f"{RUN}/benchmarks/synthesize.tsv"
+            OUT.benchmark("synthesize")
         resources:
             mem_mb=2000,
             runtime=60,
@@ -20,17 +20,18 @@ if SYNTHETIC:
 
 
 rule data_index:
+    localrule: True
     input:
         source=get_source_input(),
     output:
-        index=f"{RUN}/data/index.csv",
+        index=OUT.index(),
     params:
         source=SOURCE,
         size=DATASET["size"],
         skip_bad_images=DATASET["skip_bad_images"],
     threads: 1
     log:
-        f"{RUN}/logs/data_index.log",
+        OUT.log("data_index"),
     resources:
         mem_mb=2000,
         runtime=30,

@@ -1,20 +1,20 @@
 # The scene classifier that the default run dissects (model.weights: train).
 
-if config["model"]["weights"] == "train":
+if MODEL.trained_here:
 
     rule train_classifier:
         input:
             source=get_source_input(),
         output:
-            weights=f"{RUN}/model/classifier.pt",
-            metrics=f"{RUN}/model/training.json",
+            weights=OUT.classifier(),
+            metrics=OUT.classifier_metrics(),
         params:
-            **classifier_params(),
+            **ndplan.classifier_params(config),
         threads: 2
         log:
-            f"{RUN}/logs/train_classifier.log",
+            OUT.log("train_classifier"),
         benchmark:
-            f"{RUN}/benchmarks/train_classifier.tsv"
+            OUT.benchmark("train_classifier")
         resources:
             mem_mb=4000,
             runtime=120,

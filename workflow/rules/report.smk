@@ -2,15 +2,16 @@
 
 
 rule layer_figure:
+    localrule: True
     input:
-        units=f"{RUN}/dissect/{{layer}}/units.csv",
+        units=OUT.units("{layer}"),
     output:
-        figure=f"{RUN}/dissect/{{layer}}/detectors.png",
+        figure=OUT.detectors_figure("{layer}"),
     params:
         iou_threshold=config["iou_threshold"],
     threads: 1
     log:
-        f"{RUN}/logs/report/{{layer}}.log",
+        OUT.log("report", "{layer}"),
     resources:
         mem_mb=1000,
         runtime=5,
@@ -19,17 +20,18 @@ rule layer_figure:
 
 
 rule summary:
+    localrule: True
     input:
-        units=expand(f"{RUN}/dissect/{{layer}}/units.csv", layer=LAYERS),
-        provenance=expand(f"{RUN}/dissect/{{layer}}/provenance.json", layer=LAYERS),
+        units=[OUT.units(layer) for layer in LAYERS],
+        provenance=[OUT.layer_provenance(layer) for layer in LAYERS],
     output:
-        summary=f"{RUN}/summary.csv",
-        provenance=f"{RUN}/provenance.json",
+        summary=OUT.summary(),
+        provenance=OUT.provenance(),
     params:
         layers=LAYERS,
     threads: 1
     log:
-        f"{RUN}/logs/report/summary.log",
+        OUT.log("report", "summary"),
     resources:
         mem_mb=1000,
         runtime=5,

@@ -2,16 +2,17 @@
 
 
 rule concepts:
+    localrule: True
     input:
         source=get_source_input(),
     output:
-        concepts=f"{RUN}/concepts.csv",
+        concepts=OUT.concepts(),
     params:
         segmenter=SEGMENTER,
         source=SOURCE,
     threads: 1
     log:
-        f"{RUN}/logs/concepts.log",
+        OUT.log("concepts"),
     resources:
         mem_mb=1000,
         runtime=10,
@@ -25,23 +26,23 @@ if is_trained_segmenter():
         input:
             source=get_source_input(),
         output:
-            segmenter=f"{RUN}/segmenter/segnet.pt",
-            metrics=f"{RUN}/segmenter/training.json",
+            segmenter=OUT.segmenter(),
+            metrics=OUT.segmenter_metrics(),
         params:
             source=SOURCE,
             resize=DATASET["resize"],
             image_size=PLAN.image_size,
-            pixel_vocabulary=pixel_vocabulary()[0],
-            image_vocabulary=pixel_vocabulary()[1],
+            pixel_vocabulary=ndplan.synthetic_vocabulary()[0],
+            image_vocabulary=ndplan.synthetic_vocabulary()[1],
             seed=config["seed"],
             epochs=SEGMENTER["epochs"],
             batch_size=SEGMENTER["batch_size"],
             lr=SEGMENTER["lr"],
         threads: 2
         log:
-            f"{RUN}/logs/train_segmenter.log",
+            OUT.log("train_segmenter"),
         benchmark:
-            f"{RUN}/benchmarks/train_segmenter.tsv"
+            OUT.benchmark("train_segmenter")
         resources:
             mem_mb=4000,
             runtime=120,
@@ -50,16 +51,17 @@ if is_trained_segmenter():
             SCRIPT
 
     rule segmenter_quality:
+        localrule: True
         input:
-            stores=expand(f"{RUN}/segment/{{chunk}}.zarr", chunk=CHUNKS),
-            concepts=f"{RUN}/concepts.csv",
+            stores=[OUT.segmentation(c) for c in CHUNKS],
+            concepts=OUT.concepts(),
         output:
-            quality=f"{RUN}/segmenter/quality.json",
+            quality=OUT.segmenter_quality(),
         params:
-            pixel_categories=list(pixel_vocabulary()[0]),
+            pixel_categories=list(ndplan.synthetic_vocabulary()[0]),
         threads: 1
         log:
-            f"{RUN}/logs/segmenter_quality.log",
+            OUT.log("segmenter_quality"),
         resources:
             mem_mb=1000,
             runtime=10,
@@ -69,29 +71,29 @@ if is_trained_segmenter():
 
 rule segment_chunk:
     input:
-        unpack(lambda wildcards: {"segmenter": f"{RUN}/segmenter/segnet.pt"} if is_trained_segmenter() else {}),
+        unpack(lambda wildcards: {"segmenter": OUT.segmenter()} if is_trained_segmenter() else {}),
         source=get_source_input(),
-        concepts=f"{RUN}/concepts.csv",
+        concepts=OUT.concepts(),
     output:
-        store=directory(f"{RUN}/segment/{{chunk}}.zarr"),
+        store=directory(OUT.segmentation("{chunk}")),
     params:
         start=chunk_start,
         stop=chunk_stop,
         digest=chunk_digest,
         source=SOURCE,
         segmenter=SEGMENTER,
-        segmenter_digest=segmenter_digest(),
+        segmenter_digest=ndplan.segmenter_digest(config),
         label_size=PLAN.label_size,
         image_size=PLAN.image_size,
         resize=DATASET["resize"],
         skip_bad_images=DATASET["skip_bad_images"],
         allow_pickle=config["model"]["allow_pickle"],
-        pixel_categories=list(pixel_vocabulary()[0]) if is_trained_segmenter() else [],
+        pixel_categories=list(ndplan.synthetic_vocabulary()[0]) if is_trained_segmenter() else [],
     threads: 1
     log:
-        f"{RUN}/logs/segment/{{chunk}}.log",
+        OUT.log("segment", "{chunk}"),
     benchmark:
-        f"{RUN}/benchmarks/segment/{{chunk}}.tsv"
+        OUT.benchmark("segment", "{chunk}")
     resources:
         mem_mb=mem_mb(1000, 2),
         runtime=runtime(10, 0.05),

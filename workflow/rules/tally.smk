@@ -1,22 +1,22 @@
 # Tally stage: per-chunk integer counts against the last threshold intervals, with the values inside them kept
 # pending (chunk stores are kept after the reduce); the reduce that fixes the thresholds and IoU; the unit labels.
 
-THRESHOLD_INTERVALS = f"{RUN}/thresholds/{{layer}}/{THRESHOLD_ROUNDS[-1][0]}.npz"
+THRESHOLD_INTERVALS = OUT.threshold_bracket("{layer}", THRESHOLD_ROUNDS[-1][0])
 
 
 rule tally_chunk:
     input:
-        acts=get_activations,
-        segment=f"{RUN}/segment/{{chunk}}.zarr",
+        acts=OUT.activations("{layer}", "{chunk}"),
+        segment=OUT.segmentation("{chunk}"),
         bracket=THRESHOLD_INTERVALS,
-        concepts=f"{RUN}/concepts.csv",
+        concepts=OUT.concepts(),
     output:
-        counts=directory(f"{RUN}/tally/{{layer}}/{{chunk}}.zarr"),
+        counts=directory(OUT.tally_chunk("{layer}", "{chunk}")),
     threads: 1
     log:
-        f"{RUN}/logs/tally/{{layer}}/{{chunk}}.log",
+        OUT.log("tally", "{layer}", "{chunk}"),
     benchmark:
-        f"{RUN}/benchmarks/tally/{{layer}}/{{chunk}}.tsv"
+        OUT.benchmark("tally", "{layer}", "{chunk}")
     resources:
         mem_mb=mem_mb(1000, 4),
         runtime=runtime(5, 0.05),
@@ -25,19 +25,20 @@ rule tally_chunk:
 
 
 rule tally:
+    localrule: True
     input:
-        counts=get_layer_chunks("{run}/tally/{layer}/{chunk}.zarr"),
+        counts=get_layer_chunks(OUT.tally_chunk),
         bracket=THRESHOLD_INTERVALS,
-        concepts=f"{RUN}/concepts.csv",
+        concepts=OUT.concepts(),
     output:
-        tally=directory(f"{RUN}/dissect/{{layer}}/tally.zarr"),
-        thresholds=f"{RUN}/dissect/{{layer}}/thresholds.csv",
+        tally=directory(OUT.tally("{layer}")),
+        thresholds=OUT.thresholds("{layer}"),
     params:
         union=config["union"],
         quantile=config["quantile"],
     threads: 1
     log:
-        f"{RUN}/logs/tally/{{layer}}/reduce.log",
+        OUT.log("tally", "{layer}", "reduce"),
     resources:
         mem_mb=3000,
         runtime=10,
@@ -46,20 +47,21 @@ rule tally:
 
 
 rule label_units:
+    localrule: True
     input:
-        tally=f"{RUN}/dissect/{{layer}}/tally.zarr",
-        concepts=f"{RUN}/concepts.csv",
+        tally=OUT.tally("{layer}"),
+        concepts=OUT.concepts(),
     output:
-        units=f"{RUN}/dissect/{{layer}}/units.csv",
-        provenance=f"{RUN}/dissect/{{layer}}/provenance.json",
+        units=OUT.units("{layer}"),
+        provenance=OUT.layer_provenance("{layer}"),
     params:
         iou_threshold=config["iou_threshold"],
-        config=provenance_config(),
-        weights_digest=MODEL["digest"],
+        config=ndplan.provenance_config(config),
+        weights_digest=MODEL.digest,
         dataset_digest=digest([c.digest for c in PLAN.chunks]),
     threads: 1
     log:
-        f"{RUN}/logs/label_units/{{layer}}.log",
+        OUT.log("label_units", "{layer}"),
     resources:
         mem_mb=2000,
         runtime=5,

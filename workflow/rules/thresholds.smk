@@ -5,14 +5,14 @@
 
 rule threshold_coarse_chunk:
     input:
-        acts=get_activations,
+        acts=OUT.activations("{layer}", "{chunk}"),
     output:
-        state=f"{RUN}/thresholds/{{layer}}/coarse/{{chunk}}.npz",
+        state=OUT.threshold_state("{layer}", "coarse", "{chunk}"),
     params:
         label_size=PLAN.label_size,
     threads: 1
     log:
-        f"{RUN}/logs/thresholds/{{layer}}/coarse-{{chunk}}.log",
+        OUT.log("thresholds", "{layer}", "coarse-{chunk}"),
     resources:
         mem_mb=mem_mb(1000, 3),
         runtime=runtime(5, 0.02),
@@ -21,16 +21,17 @@ rule threshold_coarse_chunk:
 
 
 rule threshold_coarse:
+    localrule: True
     input:
-        states=get_layer_chunks("{run}/thresholds/{layer}/coarse/{chunk}.npz"),
+        states=get_layer_chunks(lambda layer, chunk: OUT.threshold_state(layer, "coarse", chunk)),
     output:
-        bracket=f"{RUN}/thresholds/{{layer}}/coarse.npz",
+        bracket=OUT.threshold_bracket("{layer}", "coarse"),
     params:
         quantile=config["quantile"],
         label_size=PLAN.label_size,
     threads: 1
     log:
-        f"{RUN}/logs/thresholds/{{layer}}/coarse.log",
+        OUT.log("thresholds", "{layer}", "coarse"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -42,23 +43,22 @@ from netdissect.stages.thresholds import ROUNDS as THRESHOLD_ROUNDS
 
 
 for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
-    _bracket = f"{_previous}.npz"
 
     rule:
         name:
             f"threshold_{_round}_chunk"
         input:
-            acts=get_activations,
-            bracket=f"{RUN}/thresholds/{{layer}}/{_bracket}",
+            acts=OUT.activations("{layer}", "{chunk}"),
+            bracket=OUT.threshold_bracket("{layer}", _previous),
         output:
-            state=f"{RUN}/thresholds/{{layer}}/{_round}/{{chunk}}.npz",
+            state=OUT.threshold_state("{layer}", _round, "{chunk}"),
         params:
             label_size=PLAN.label_size,
             nbins=_nbins,
             stride=_stride,
         threads: 1
         log:
-            f"{RUN}/logs/thresholds/{{layer}}/{_round}-{{chunk}}.log",
+            OUT.log("thresholds", "{layer}", f"{_round}-{{chunk}}"),
         resources:
             mem_mb=mem_mb(1000, 3),
             runtime=runtime(5, 0.05),
@@ -68,17 +68,18 @@ for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
     rule:
         name:
             f"threshold_{_round}"
+        localrule: True
         input:
-            states=get_layer_chunks(f"{{run}}/thresholds/{{layer}}/{_round}/{{chunk}}.npz"),
-            bracket=f"{RUN}/thresholds/{{layer}}/{_bracket}",
-            acts=get_layer_chunks("{run}/activations/{layer}/{chunk}.zarr") if _round == "refine" else [],
+            states=get_layer_chunks(lambda layer, chunk, _round=_round: OUT.threshold_state(layer, _round, chunk)),
+            bracket=OUT.threshold_bracket("{layer}", _previous),
+            acts=get_layer_chunks(OUT.activations) if _round == "refine" else [],
         output:
-            bracket=f"{RUN}/thresholds/{{layer}}/{_round}.npz",
+            bracket=OUT.threshold_bracket("{layer}", _round),
         params:
             label_size=PLAN.label_size,
         threads: 1
         log:
-            f"{RUN}/logs/thresholds/{{layer}}/{_round}.log",
+            OUT.log("thresholds", "{layer}", _round),
         resources:
             mem_mb=2000,
             runtime=10,

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..modelspec import ModelSpec
 from ..plan import chunk_records
 from ..provenance import record
 from ..stores import GroupWriter
 from . import StageError
 from .images import Skipped, image_batches
-from .modelspec import load_model, model_inputs
 
 log = logging.getLogger("netdissect.activations")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -41,74 +44,119 @@ def _check_values(name: str, values: np.ndarray, rows: list[int], dtype: str) ->
             )
 
 
-def activations_chunk(job) -> None:
-    """Extract the chunk's activations of every layer named by the job's outputs, in one forward pass."""
-    import torch
+@dataclass(frozen=True)
+class Batch:
+    """One forward pass's input from a batch source.
 
-    p = job.params
-    torch.set_num_threads(max(1, job.threads))
-    layers = [_layer_of(path) for path in job.output]
-    model, device, normalise = load_model(p.model, model_inputs(job), p.device)
-    from ..fusion import fold_batch_norms
+    Attributes:
+        inputs: the network's input, padded to the fixed batch size (results never depend on chunk size).
+        rows: dataset rows of the first ``len(rows)`` inputs; the rest is padding.
+    """
+
+    inputs: torch.Tensor
+    rows: list[int]
+
+
+def padded(inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A batch filled up to ``batch_size`` by repeating its last input."""
+    pad = batch_size - len(inputs)
+    return torch.cat([inputs, inputs[-1:].expand(pad, *inputs.shape[1:])]) if pad else inputs
+
+
+def image_source(records, p, normalise, skipped: Skipped) -> Iterator[Batch]:
+    """Batch source of stored images: decoded in the background, normalised, padded."""
+    for images, kept in image_batches(records, p.batch_size, p.image_size, p.resize, p.skip_bad_images, skipped):
+        if kept:
+            yield Batch(padded(normalise(images), p.batch_size), [r.index for r in kept])
+
+
+def dump_layers(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    outputs: dict[str, str],
+    capacity: int,
+    dtype: str,
+    autocast: str | None,
+    device: torch.device,
+    attributes: Callable[[str], dict],
+    empty: str,
+) -> int:
+    """Run every batch through the model and store the captured layers, one store per layer.
+
+    Args:
+        model: the prepared network.
+        batches: the batch source.
+        outputs: layer -> store path; each store gets ``activations`` (n, C, h, w) and ``rows`` (n,).
+        capacity: most rows the source can yield (stores shrink to the rows seen).
+        dtype: storage dtype; values are checked (finite, and within float16's range for float16).
+        autocast: None, or the torch dtype name to run the forward pass under.
+        device: where the model runs.
+        attributes: layer -> the store's attributes (provenance), written when it is complete.
+        empty: the error message when the source yields no rows (nothing is then written).
+
+    Returns:
+        The number of rows stored.
+    """
     from ..hooks import LayerHooks
 
-    folded = fold_batch_norms(model, set(layers))
-    log.info("folded %d batch norms into their convolutions", len(folded))
-
-    records = chunk_records(p.source, p.start, p.stop)
-    skipped = Skipped()
-    writers = {layer: GroupWriter(path) for layer, path in zip(layers, job.output)}
+    layers = list(outputs)
+    writers = {layer: GroupWriter(path) for layer, path in outputs.items()}
     arrays: dict[str, object] = {}
     rows: list[int] = []
-    start = time.time()
     try:
-        precision = getattr(torch, p.autocast) if p.autocast else None
-        autocast = torch.autocast(device.type, precision, enabled=precision is not None)
-        with LayerHooks(model, capture=layers, stop_after_capture=True) as hooks, torch.inference_mode(), autocast:
-            for images, kept in image_batches(
-                records, p.batch_size, p.image_size, p.resize, p.skip_bad_images, skipped
-            ):
-                if not kept:
-                    continue
-                batch = normalise(images)
-                pad = p.batch_size - len(batch)  # fixed batch shape: results do not depend on chunk size
-                if pad:
-                    batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
-                hooks.run(batch.to(device))
-                batch_rows = [r.index for r in kept]
+        precision = getattr(torch, autocast) if autocast else None
+        autocasting = torch.autocast(device.type, precision, enabled=precision is not None)
+        with LayerHooks(model, capture=layers, stop_after_capture=True) as hooks, torch.inference_mode(), autocasting:
+            for batch in batches:
+                hooks.run(batch.inputs.to(device))
                 for layer in layers:
-                    values = hooks.captured[layer][: len(kept)].float().cpu().numpy()
-                    _check_values(layer, values, batch_rows, p.dtype)
+                    values = hooks.captured[layer][: len(batch.rows)].float().cpu().numpy()
+                    _check_values(layer, values, batch.rows, dtype)
                     if layer not in arrays:
-                        shape = (len(records),) + values.shape[1:]
-                        arrays[layer] = writers[layer].create("activations", shape, p.dtype, p.batch_size)
-                    arrays[layer][len(rows) : len(rows) + len(kept)] = values.astype(p.dtype)
-                rows.extend(batch_rows)
+                        shape = (capacity,) + values.shape[1:]
+                        arrays[layer] = writers[layer].create("activations", shape, dtype, len(batch.inputs))
+                    arrays[layer][len(rows) : len(rows) + len(batch.rows)] = values.astype(dtype)
+                rows.extend(batch.rows)
         if not rows:
-            raise StageError(f"no readable images in rows {p.start}-{p.stop} of {p.source['root']}")
+            raise StageError(empty)
         for layer in layers:
-            if len(rows) < len(records):
+            if len(rows) < capacity:
                 arrays[layer].resize((len(rows),) + arrays[layer].shape[1:])
             writers[layer].group.create_array("rows", data=np.array(rows, np.int64))
-            writers[layer].commit(
-                {
-                    "provenance": record(
-                        "activations",
-                        {
-                            "dtype": p.dtype,
-                            "batch_size": p.batch_size,
-                            "image_size": p.image_size,
-                            "autocast": p.autocast,
-                        },
-                        {"dataset": p.digest, "model": p.model["digest"], "layer": layer},
-                    ),
-                    "skipped": skipped.entries,
-                    "layer": layer,
-                }
-            )
+            writers[layer].commit(attributes(layer))
     except BaseException as error:
         for writer in writers.values():
             writer.abort(error)
         raise
+    return len(rows)
+
+
+def activations_chunk(job) -> None:
+    """Extract the chunk's activations of every layer named by the job's outputs, in one forward pass."""
+    from ..fusion import fold_batch_norms
+    from ..models import load_model
+
+    p = job.params
+    torch.set_num_threads(max(1, job.threads))
+    outputs = {_layer_of(path): path for path in job.output}
+    spec = ModelSpec.from_config(p.model)
+    model, device, normalise = load_model(spec, getattr(job.input, "weights", None), p.device)
+    folded = fold_batch_norms(model, set(outputs))
+    log.info("folded %d batch norms into their convolutions", len(folded))
+
+    records = chunk_records(p.source, p.start, p.stop)
+    skipped = Skipped()
+    settings = {"dtype": p.dtype, "batch_size": p.batch_size, "image_size": p.image_size, "autocast": p.autocast}
+
+    def attributes(layer: str) -> dict:
+        inputs = {"dataset": p.digest, "model": spec.digest, "layer": layer}
+        return {"provenance": record("activations", settings, inputs), "skipped": skipped.entries, "layer": layer}
+
+    start = time.time()
+    source = image_source(records, p, normalise, skipped)
+    empty = f"no readable images in rows {p.start}-{p.stop} of {p.source['root']}"
+    stored = dump_layers(model, source, outputs, len(records), p.dtype, p.autocast, device, attributes, empty)
     seconds = time.time() - start
-    log.info("%d images, layers %s: %.1f s (%.1f images/s)", len(rows), layers, seconds, len(rows) / max(seconds, 1e-9))
+    log.info(
+        "%d images, layers %s: %.1f s (%.1f images/s)", stored, list(outputs), seconds, stored / max(seconds, 1e-9)
+    )

@@ -105,7 +105,8 @@ def _model_labels(job, records, skipped: Skipped):
 
 
 def _factory_segmenter(spec: dict, allow_pickle: bool):
-    from ..models import ModelSpec, build_model
+    from ..models import build_model
+    from ..modelspec import ModelSpec
 
     return build_model(
         ModelSpec(

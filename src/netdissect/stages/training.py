@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..datasets import Record, load_image, load_label_planes
-from ..models import file_digest
 from ..plan import open_source
+from ..provenance import file_digest
 from ..stores import atomic_path, write_json
 from . import StageError
 
