@@ -47,7 +47,8 @@ class ModelSpec:
             is called with ``**factory_args`` and must return an ``nn.Module``.
         factory_args: keyword arguments of the factory.
         weights: path to a weights file.
-        random_init: must be True to run without weights.
+        random_init: must be True to run a named architecture without weights (a factory's module is taken
+            as the factory returns it, with its own initialisation or the weights it loads).
         allow_pickle: allow loading whole pickled objects (unsafe: only for trusted files).
         num_classes: passed to torchvision/builtin constructors when given.
     """
@@ -164,7 +165,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """
     if (spec.name is None) == (spec.factory is None):
         raise ModelError("model: set exactly one of model.name and model.factory")
-    if spec.weights is None and not spec.random_init:
+    if spec.weights is None and not spec.random_init and spec.factory is None:
         raise ModelError(
             "model.weights is not set: give a weights file, or set model.random_init: true "
             "to dissect a randomly initialised network"

@@ -22,6 +22,7 @@ rule summary:
     input:
         units=expand(f"{RUN}/dissect/{{layer}}/units.csv", layer=LAYERS),
         provenance=expand(f"{RUN}/dissect/{{layer}}/provenance.json", layer=LAYERS),
+        index=f"{RUN}/data/index.csv",
     output:
         summary=f"{RUN}/summary.csv",
         provenance=f"{RUN}/provenance.json",
