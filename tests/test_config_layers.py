@@ -124,7 +124,9 @@ def test_split_default_depends_on_the_dataset_kind(tmp_path):
     assert make_plan(chosen).selection == {"images": 6, "splits": {"val": 6}}
     folder = {"dataset": {"kind": "imagefolder", "root": str(root)}}
     labelled_by = {"segmenter": {"factory": "s.py:f", "concepts": str(root / "label.csv")}}
-    assert validate(resolve(folder, {"model": {"random_init": True}, **labelled_by}), SCHEMA)["dataset"]["split"] is None
+    assert (
+        validate(resolve(folder, {"model": {"random_init": True}, **labelled_by}), SCHEMA)["dataset"]["split"] is None
+    )
     with pytest.raises(ConfigError, match="'dataset.split': image folders have no splits"):
         validate(resolve(folder, {"dataset": {"split": "val"}}), SCHEMA)
 
@@ -145,3 +147,12 @@ def test_training_here_needs_train_and_val_splits(tmp_path):
     assert config["model"]["weights"] == "train"
     with pytest.raises(ConfigError, match="'model.weights': 'train' needs the train and val splits: .*'train'$"):
         make_plan(config)
+
+
+def test_command_line_values_read_nested_leaves_as_yaml():
+    from netdissect.config import command_line_values
+
+    # what snakemake makes of --config run=x 'model={factory: n.py:b, factory_args: {width: 8, act: relu}}'
+    values = {"run": "x", "model": {"factory": "n.py:b", "factory_args": {"width": "8", "act": "relu"}, "name": "null"}}
+    model = command_line_values(values)["model"]
+    assert model == {"factory": "n.py:b", "factory_args": {"width": 8, "act": "relu"}, "name": None}

@@ -17,14 +17,17 @@ from test_planted import PLANTED_MODEL, write_broden
 pytestmark = pytest.mark.workflow
 
 # the planted model of test_planted, built by a factory that leaves a mark when it is called
-FACTORY = PLANTED_MODEL + '''
+FACTORY = (
+    PLANTED_MODEL
+    + """
 
 def build():
     import pathlib
 
     pathlib.Path(__file__).with_suffix(".built").touch()
     return Planted()
-'''
+"""
+)
 
 
 def user_workflow(tmp_path, config: dict) -> Workflow:

@@ -74,6 +74,29 @@ def coerce(config: Any, schema: dict) -> Any:
     return config
 
 
+def command_line_values(values: dict) -> dict:
+    """``--config`` values with nested leaves read as YAML, as in a config file.
+
+    Snakemake parses a nested section (``'model={factory_args: {width: 8}}'``) with YAML's base loader, so every
+    leaf is a string; the schema restores most types (see coerce), but not inside free-form sections such as
+    ``model.factory_args``.
+    """
+
+    def leaf(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: leaf(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [leaf(v) for v in value]
+        if isinstance(value, str):
+            try:
+                return yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+        return value
+
+    return {k: leaf(v) if isinstance(v, dict) else v for k, v in values.items()}
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 

@@ -21,7 +21,7 @@ def _fail(error):
 def _user_layers():
     """The user's config layers over config/config.yaml: each --configfile by path, then the --config values."""
     layers = [(str(f), ndconfig.load_yaml(f)) for f in workflow.overwrite_configfiles]
-    values = dict(workflow.config_settings.config)
+    values = ndconfig.command_line_values(dict(workflow.config_settings.config))
     return layers + ([("--config", values)] if values else [])
 
 
