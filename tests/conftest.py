@@ -43,7 +43,7 @@ class Workflow:
 
     @property
     def results(self) -> Path:
-        return self.folder / "results" / self.config["run"]
+        return self.folder / "results" / self.config.get("run", "default")
 
     def run(self, *args: str, cores: int = 2, check: bool = True) -> subprocess.CompletedProcess:
         cmd = SNAKEMAKE + ["-d", str(self.folder), "--configfile", str(self.config_path), "--cores", str(cores), *args]

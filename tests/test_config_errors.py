@@ -83,7 +83,7 @@ def test_nested_command_line_strings_are_parsed():
             {"model": {"layers": ["conv3", "conv9"]}},
             "layer 'conv9' not found (did you mean conv4, conv3, conv2?); valid layers: conv1,",
         ),
-        ({"model": {"name": "resnet1800"}}, "resnet1800"),
+        ({"model": {"name": "resnet1800", "random_init": True}}, "resnet1800"),
         ({"quantile": 2}, "'quantile'"),
     ],
 )

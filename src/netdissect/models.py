@@ -137,7 +137,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
         raise ModelError("model.weights: 'train' names weights the workflow makes; resolve the spec first")
     if (spec.name is None) == (spec.factory is None):
         raise ModelError("model: set exactly one of model.name and model.factory")
-    if spec.weights is None and not spec.random_init:
+    if spec.weights is None and not spec.random_init and spec.factory is None:
         raise ModelError(
             "model.weights is not set: give a weights file, or set model.random_init: true "
             "to dissect a randomly initialised network"

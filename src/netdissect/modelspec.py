@@ -25,7 +25,8 @@ class ModelSpec:
             is called with ``**factory_args`` and must return an ``nn.Module``.
         factory_args: keyword arguments of the factory.
         weights: a weights file, ``"train"`` (made by the workflow: see :meth:`resolved`), or None.
-        random_init: must be True to run without weights.
+        random_init: must be True to run a named architecture without weights (a factory's module is taken
+            as the factory returns it, with its own initialisation or the weights it loads).
         allow_pickle: allow loading whole pickled objects (unsafe: only for trusted files).
         num_classes: passed to torchvision/builtin constructors when given.
         normalize: input normalisation after scaling to [0, 1]: ``imagenet`` or ``none``.

@@ -38,6 +38,7 @@ class Plan:
     chunks: tuple[Chunk, ...]
     image_size: tuple[int, int]
     label_size: tuple[int, int]
+    splits: tuple[tuple[str, int], ...] = ()  # (split, images) of the selected images, by split name
 
     def chunk(self, name: str) -> Chunk:
         for c in self.chunks:
@@ -48,6 +49,26 @@ class Plan:
     @property
     def images(self) -> int:
         return self.chunks[-1].stop if self.chunks else 0
+
+    @property
+    def selection(self) -> dict:
+        """How many images the run dissects, per split: ``{"images": 120, "splits": {"train": 96, "val": 24}}``."""
+        return {"images": self.images, "splits": dict(self.splits)}
+
+
+def split_counts(splits) -> dict[str, int]:
+    """Images per split name (sorted; image folders' empty split names are left out)."""
+    counts: dict[str, int] = {}
+    for split in splits:
+        if split:
+            counts[split] = counts.get(split, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def describe_selection(selection: dict) -> str:
+    """One line for logs: '120 images (train 96, val 24)'."""
+    splits = ", ".join(f"{name} {count}" for name, count in selection["splits"].items())
+    return f"{selection['images']} images" + (f" ({splits})" if splits else "")
 
 
 def run_dir(cfg: dict) -> Path:
@@ -125,6 +146,8 @@ def make_plan(cfg: dict) -> Plan:
             Chunk(chunk_name(a, b), a, b, digest(["synthetic", cfg["seed"], world, ds["split"], a, b]))
             for a, b in _ranges(total, chunk_size)
         )
+        train = min(total, cfg["synthetic"]["train_images"])  # the world's train rows come first
+        splits = {ds["split"]: total} if ds["split"] else {"train": train, "val": total - train}
         image_size = resize or (side, side)
         stored_label = (side // 2, side // 2)
         label_size = _scaled(stored_label, (side, side), image_size)
@@ -133,6 +156,9 @@ def make_plan(cfg: dict) -> Plan:
         records = source.records(ds["split"], ds["size"])
         if not records:
             raise DatasetError(f"dataset {source.root} has no images to dissect (split {ds['split']!r})")
+        if cfg["model"]["weights"] == "train":
+            _check_training_splits(source)
+        splits = split_counts(r.split for r in records)
         chunks = tuple(
             Chunk(chunk_name(a, b), a, b, source.digest(records[a:b])) for a, b in _ranges(len(records), chunk_size)
         )
@@ -150,7 +176,17 @@ def make_plan(cfg: dict) -> Plan:
         raise ConfigError("no images selected: check dataset.split and dataset.size")
     if cfg["segmenter"]["kind"] != "dataset":
         label_size = _model_label_size(cfg, image_size)
-    return Plan(run_dir(cfg), dataset_root(cfg), chunks, tuple(image_size), tuple(label_size))
+    splits = tuple((name, count) for name, count in sorted(splits.items()) if count)
+    return Plan(run_dir(cfg), dataset_root(cfg), chunks, tuple(image_size), tuple(label_size), splits)
+
+
+def _check_training_splits(source: Dataset) -> None:
+    """model.weights: train learns from the dataset's train split and reports accuracy on its val split."""
+    for split in ("train", "val"):
+        try:
+            source.records(split, None)
+        except DatasetError as error:
+            raise ConfigError(f"config key 'model.weights': 'train' needs the train and val splits: {error}") from None
 
 
 def _scaled(label: tuple[int, int], image: tuple[int, int], target_image: tuple[int, int]) -> tuple[int, int]:

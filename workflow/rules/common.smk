@@ -18,11 +18,22 @@ def _fail(error):
     raise SystemExit(1)
 
 
+def _user_layers():
+    """The user's config layers over config/config.yaml: each --configfile by path, then the --config values."""
+    layers = [(str(f), ndconfig.load_yaml(f)) for f in workflow.overwrite_configfiles]
+    values = ndconfig.command_line_values(dict(workflow.config_settings.config))
+    return layers + ([("--config", values)] if values else [])
+
+
 try:
-    _validated = ndconfig.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    _defaults = ndconfig.load_yaml(Path(workflow.basedir) / "config" / "config.yaml")
+    _resolved = ndconfig.resolve_exclusive(_defaults, _user_layers())  # a key the user set wins over a default
+    _validated = ndconfig.validate(_resolved, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     config.clear()
     config.update(_validated)
     PLAN = ndplan.make_plan(config)
+    if workflow.is_main_process:
+        logger.info(f"netdissect: dissecting {ndplan.describe_selection(PLAN.selection)} of {PLAN.dataset_root}")
 except NetdissectError as error:
     _fail(error)
 

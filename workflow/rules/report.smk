@@ -24,6 +24,7 @@ rule summary:
     input:
         units=[OUT.units(layer) for layer in LAYERS],
         provenance=[OUT.layer_provenance(layer) for layer in LAYERS],
+        index=OUT.index(),
     output:
         summary=OUT.summary(),
         provenance=OUT.provenance(),

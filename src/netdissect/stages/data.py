@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..datasets import check_files
-from ..plan import describe_missing, open_source
+from ..plan import describe_missing, describe_selection, open_source, split_counts
 from ..stores import write_csv
 from ..synthetic import write_world
 from . import StageError
@@ -40,4 +40,6 @@ def data_index(job) -> None:
         }
     )
     write_csv(job.output.index, table)
-    log.info("%d images selected, %d with missing files", len(records), len(problems))
+    selection = {"images": len(records), "splits": split_counts(r.split for r in records)}
+    split = p.source["split"] or "all"
+    log.info("%s selected (split: %s), %d with missing files", describe_selection(selection), split, len(problems))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..plan import describe_selection, split_counts
 from ..stores import atomic_path, write_csv, write_json
 from ..tables import read_units
 
@@ -81,5 +82,8 @@ def summary(job) -> None:
     table = pd.DataFrame(rows, columns=["layer", "category", "detectors", "concepts", "units"])
     write_csv(job.output.summary, table)
     layers = {layer: json.loads(Path(path).read_text()) for layer, path in zip(job.params.layers, job.input.provenance)}
-    write_json(job.output.provenance, {"layers": layers})
+    index = pd.read_csv(job.input.index, keep_default_na=False)
+    dataset = {"images": len(index), "splits": split_counts(index["split"])}
+    write_json(job.output.provenance, {"dataset": dataset, "layers": layers})
+    log.info("dissected %s", describe_selection(dataset))
     log.info("\n%s", table.to_string(index=False))
