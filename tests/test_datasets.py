@@ -249,11 +249,11 @@ def test_header_missing_columns(broden: Path) -> None:
 
 
 def test_open_errors(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="unknown dataset kind"):
+    with pytest.raises(DatasetError, match="unknown dataset kind 'coco'; expected one of broden, imagefolder"):
         open_dataset("coco", tmp_path)
-    with pytest.raises(DatasetError, match="missing"):
-        open_dataset("broden", tmp_path / "missing")
-    with pytest.raises(DatasetError, match=r"index\.csv"):
+    with pytest.raises(DatasetError, match=f"dataset folder {tmp_path / 'absent'} does not exist or is not a folder"):
+        open_dataset("broden", tmp_path / "absent")
+    with pytest.raises(DatasetError, match=f"cannot read {tmp_path / 'index.csv'}: No such file"):
         open_dataset("broden", tmp_path)
 
 

@@ -115,9 +115,15 @@ def test_float_and_per_image_masks_blend() -> None:
 
 def test_bad_mask_and_units_raise() -> None:
     bad_mask = UnitEdit([0], mask=torch.ones(5, 5, dtype=torch.bool))
-    with LayerHooks(_model(), edits={"a": bad_mask}) as hooks, pytest.raises(ValueError, match="mask"):
+    with (
+        LayerHooks(_model(), edits={"a": bad_mask}) as hooks,
+        pytest.raises(ValueError, match=r"mask of shape \(5, 5\) does not fit a layer output of shape \(2, 3, 3, 4\)"),
+    ):
         hooks.run(X)
-    with LayerHooks(_model(), edits={"a": UnitEdit([3])}) as hooks, pytest.raises(ValueError, match="out of range"):
+    with (
+        LayerHooks(_model(), edits={"a": UnitEdit([3])}) as hooks,
+        pytest.raises(ValueError, match=r"out of range for a layer with 3 units: \[3\]"),
+    ):
         hooks.run(X)
 
 

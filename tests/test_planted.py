@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import zarr
 from PIL import Image
 
 pytestmark = pytest.mark.workflow
@@ -50,8 +51,9 @@ def planted_model(model_file, factory: str = "planted") -> dict:
     }
 
 
-def write_broden(root, n=24, side=32, seed=0):
-    """Images with a red 8x8 square (object 'square') and a green 8x8 square (material 'paint')."""
+def write_broden(root, n=24, side=32, seed=0, unlabelled_material=()):
+    """Images with a red 8x8 square (object 'square') and a green 8x8 square (material 'paint'); the images
+    listed in ``unlabelled_material`` have the green square but no material label at all."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     rows = []
@@ -71,8 +73,9 @@ def write_broden(root, n=24, side=32, seed=0):
         for name, plane in (("obj", obj), ("mat", mat)):
             rgb = np.stack([plane % 256, plane // 256, np.zeros_like(plane)], -1).astype(np.uint8)
             Image.fromarray(rgb).save(root / "images" / f"{i}_{name}.png")
+        material = "" if i in unlabelled_material else f"{i}_mat.png"
         rows.append(
-            f"{i}.png,{'train' if i % 4 else 'val'},{side},{side},{half},{half},{i}_obj.png,{i}_mat.png,{3 + i % 2}"
+            f"{i}.png,{'train' if i % 4 else 'val'},{side},{side},{half},{half},{i}_obj.png,{material},{3 + i % 2}"
         )
     (root / "index.csv").write_text("image,split,ih,iw,sh,sw,object,material,scene\n" + "\n".join(rows) + "\n")
     (root / "label.csv").write_text(
@@ -105,3 +108,39 @@ def test_planted_units_are_recovered(workflow_factory, tmp_path):
     assert list(thresholds["above"]) == [16 * 24, 16 * 24, 0]
     concepts = pd.read_csv(wf.results / "concepts.csv", keep_default_na=False)
     assert list(concepts["id"]) == [1, 3, 4, 258]
+
+
+def test_category_union_counts_a_unit_only_over_images_of_the_category(workflow_factory, tmp_path):
+    """Six images show the green square without any material label: the plain union counts the paint unit's
+    activation there (IoU 18/24), the category-restricted union does not (IoU 1); hand-computed counts."""
+    root = tmp_path / "broden"
+    unlabelled = (1, 5, 8, 13, 17, 22)
+    write_broden(root, unlabelled_material=unlabelled)
+    model_file = tmp_path / "planted.py"
+    model_file.write_text(PLANTED_MODEL)
+    wf = workflow_factory(
+        {
+            "dataset": {"kind": "broden", "root": str(root), "split": None},
+            "model": planted_model(model_file),
+            "segmenter": {"kind": "dataset"},
+            "quantile": 16 / 256,
+            "chunk_size": 10,
+            "union": "all",
+        }
+    )
+    wf.run()
+    units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv", keep_default_na=False)
+    np.testing.assert_allclose(units["material_iou"], [0.0, 18 / 24, 0.0])
+    np.testing.assert_allclose(units["object_iou"], [1.0, 0.0, 0.0])
+    wf.set_config({**wf.config, "union": "category"})
+    wf.run()
+    units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv", keep_default_na=False)
+    np.testing.assert_allclose(units["material_iou"], [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(units["object_iou"], [1.0, 0.0, 0.0])
+    tally = zarr.open_group(str(wf.results / "dissect" / "units" / "tally.zarr"), mode="r")
+    categories = list(tally.attrs["categories"])
+    in_category = tally["activation_in_category"][:]
+    assert in_category[1, categories.index("material")] == 16 * (24 - len(unlabelled))
+    assert in_category[0, categories.index("material")] == 16 * (24 - len(unlabelled))
+    assert in_category[1, categories.index("object")] == 16 * 24
+    assert list(tally["images_in_category"][:][[categories.index(c) for c in ("object", "material")]]) == [24, 18]

@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,36 @@ def test_sampled_round_estimates_counts_near_the_threshold_without_bias():
     dense = sampled.dense()
     estimate = sampled.above + np.array([dense[u, top_bin[u] + 1 :].sum() for u in range(3)])
     np.testing.assert_allclose(estimate / k, 1, atol=0.03)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_exact_rank_with_ties_straddling_k_and_k_plus_1(seed):
+    """Few distinct source values make long runs of equal upsampled values; k is computed here from q and M,
+    and the seeds cover runs that end at rank k, at k + 1 and beyond it."""
+    rng = np.random.default_rng(100 + seed)
+    n, h, w, size = 4, 3, 3, (9, 7)
+    acts = rng.integers(0, 4, (n, 3, h, w)).astype(np.float32)
+    total = n * size[0] * size[1]
+    q = float(rng.choice([0.01, 0.02, 0.05, 0.1, 0.25]))
+    k = int(Fraction(str(q)) * total)
+    t, rank = exact_thresholds(acts, size, q, [(0, 1), (1, 4)])
+    assert rank == k
+    values = upsample(acts, size).transpose(1, 0, 2, 3).reshape(3, -1)
+    ranked = -np.sort(-values, axis=1)
+    np.testing.assert_array_equal(t, ranked[:, k])
+    assert ((values > t[:, None]).sum(1) <= k).all() and ((values >= t[:, None]).sum(1) >= k + 1).all()
+
+
+def test_ties_straddle_k_and_k_plus_1_in_some_seed():
+    """The seeds above do reach both cases: v(k) == v(k+1) for some unit, and v(k) > v(k+1) for another."""
+    equal = strict = 0
+    for seed in range(30):
+        rng = np.random.default_rng(100 + seed)
+        acts = rng.integers(0, 4, (4, 3, 3, 3)).astype(np.float32)
+        q = float(rng.choice([0.01, 0.02, 0.05, 0.1, 0.25]))
+        k = int(Fraction(str(q)) * 4 * 9 * 7)
+        ranked = -np.sort(-upsample(acts, (9, 7)).transpose(1, 0, 2, 3).reshape(3, -1), axis=1)
+        if k > 0:
+            equal += int((ranked[:, k - 1] == ranked[:, k]).sum())
+            strict += int((ranked[:, k - 1] > ranked[:, k]).sum())
+    assert equal > 0 and strict > 0

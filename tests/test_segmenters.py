@@ -116,7 +116,7 @@ def test_save_load_round_trip(trained: tuple[SegNet, dict], tmp_path: Path) -> N
     images, _, _ = _world(8, 4)
     for a, b in zip(predict_labels(model, images, VOCAB), predict_labels(loaded, images, vocab)):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ModelError, match="not found"):
+    with pytest.raises(ModelError, match=f"segmenter file not found: {tmp_path / 'absent.pt'}"):
         load_segnet(tmp_path / "absent.pt")
 
 

@@ -141,3 +141,53 @@ def test_dead_unit_gets_zero_iou_and_no_label():
     concepts = pd.DataFrame({"id": range(1, 8), "name": list("abcdefg"), "category": list("xxyyzzz")})
     table = label_units(iou, concepts, np.zeros(1), 0.04)
     assert table["label"][0] == "" and not table["detector"][0]
+
+
+def test_label_ties_go_to_the_lowest_concept_id_overall_and_per_category():
+    # concepts listed out of id order: ties must still go to the lowest id, not to the first row
+    concepts = pd.DataFrame({"id": [4, 2, 3, 1], "name": ["d", "b", "c", "a"], "category": ["x", "x", "y", "y"]})
+    iou = np.zeros((3, 5))
+    iou[0, [2, 4]] = 0.2  # tie inside category x: b (id 2) beats d (id 4)
+    iou[1, [1, 2, 3, 4]] = 0.1  # four-way tie: a (id 1) overall; b in x, a in y
+    iou[2, 3] = 0.05
+    table = label_units(iou, concepts, np.zeros(3), 0.04)
+    assert list(table["label"]) == ["b", "a", "c"]
+    assert list(table["category"]) == ["x", "y", "y"]
+    assert list(table["x_label"]) == ["b", "b", ""] and list(table["y_label"]) == ["", "a", "c"]
+    np.testing.assert_array_equal(table["x_iou"], [0.2, 0.1, 0.0])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_counts_over_several_histogram_and_bound_blocks_equal_brute_force(seed):
+    """Tiny blocks: label histograms a few images at a time, cell bounds a few maps at a time."""
+    rng = np.random.default_rng(20 + seed)
+    acts, labels, image_labels = make_chunk(rng, 7)
+    t = np.full(4, 0.4, np.float32)
+    inter, act, act_cat, label = brute_force(acts, labels, image_labels, t)
+    for histogram_block, bounds_block in ((500, 3), (1, 1), (10**9, 10**9)):
+        counts, _ = tally_chunk(
+            acts, labels, image_labels, t, t, VOCAB, histogram_block=histogram_block, bounds_block=bounds_block
+        )
+        np.testing.assert_array_equal(counts.intersection, inter)
+        np.testing.assert_array_equal(counts.activation, act)
+        np.testing.assert_array_equal(counts.activation_in_category, act_cat)
+        np.testing.assert_array_equal(counts.label, label)
+
+
+def test_counts_of_different_pixel_sizes_do_not_add():
+    rng = np.random.default_rng(1)
+    a, la, ia = make_chunk(rng, 2)
+    b, lb, ib = make_chunk(rng, 2, H=9, W=11)
+    t = np.zeros(4, np.float32)
+    small, big = tally_chunk(b, lb, ib, t, t, VOCAB)[0], tally_chunk(a, la, ia, t, t, VOCAB)[0]
+    with pytest.raises(ValueError, match=f"cannot add counts at {17 * 23} and {9 * 11} pixels per image"):
+        big + small
+
+
+def test_unknown_union_is_refused():
+    rng = np.random.default_rng(2)
+    acts, labels, image_labels = make_chunk(rng, 2)
+    t = np.zeros(4, np.float32)
+    counts = tally_chunk(acts, labels, image_labels, t, t, VOCAB)[0]
+    with pytest.raises(ValueError, match=r"union must be one of \('all', 'category'\), not 'some'"):
+        iou_matrix(counts, VOCAB, "some")

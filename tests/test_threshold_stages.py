@@ -3,6 +3,8 @@ statistic, including after a rescan when a sampled interval misses, and over ima
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,3 +107,108 @@ def test_state_files_keep_counts_beyond_32_bits():
         packed = T._pack(hist, "x_")
         assert packed["x_count"].dtype == (np.uint32 if count < 2**32 else np.int64)
         assert T._unpack(packed, "x_").count.tolist() == [count]
+
+
+CONCEPTS = pd.DataFrame(
+    {
+        "id": [1, 2, 3, 4, 5, 6],
+        "name": ["wall", "door", "red", "blue", "street", "park"],
+        "category": ["object", "object", "color", "color", "scene", "scene"],
+    }
+)
+
+
+def _labelled_stores(tmp_path, acts, chunks, skipped, rng):
+    """Activation and segmentation stores with two pixel categories (one plane each) and one image-level one;
+    some labelled images lack all object pixels, others all colour pixels, others both."""
+    n = len(acts)
+    labels = np.zeros((n, 2, *SIZE), np.uint16)
+    labels[:, 0] = rng.choice([0, 1, 2], (n, *SIZE), p=[0.5, 0.3, 0.2])
+    labels[:, 1] = rng.choice([0, 3, 4], (n, *SIZE), p=[0.6, 0.3, 0.1])
+    labels[::3, 0] = 0  # no object in images 0, 3, 6, ...
+    labels[1::4, 1] = 0  # no colour in images 1, 5, 9, ...
+    scenes = rng.choice([0, 5, 6], (n, 1)).astype(np.uint16)
+    paths = []
+    for i, (a, b) in enumerate(chunks):
+        rows = np.arange(a, b)
+        keep = rows[~np.isin(rows, skipped)]
+        inputs = {"dataset": str(i), "model": "m", "layer": "l"}
+        acts_path, seg_path = tmp_path / "acts" / f"{i}.zarr", tmp_path / "seg" / f"{i}.zarr"
+        write_group(acts_path, {"activations": acts[a:b], "rows": rows}, {"provenance": {"inputs": inputs}})
+        arrays = {"labels": labels[keep], "image_labels": scenes[keep], "rows": keep}
+        write_group(seg_path, arrays, {"provenance": {"inputs": {"dataset": str(i), "segmenter": "s"}}})
+        paths.append((str(acts_path), str(seg_path)))
+    write_csv(tmp_path / "concepts.csv", CONCEPTS)
+    return paths, labels, scenes
+
+
+def _oracle(values, labels, scenes, skipped, quantile):
+    """Thresholds, counts above them and both unions' IoU, image by image, from the upsampled values."""
+    n, units = values.shape[:2]
+    total = n * SIZE[0] * SIZE[1]
+    k = int(Fraction(str(quantile)) * total)  # floor(q M) with q exactly as written
+    flat = values.transpose(1, 0, 2, 3).reshape(units, -1)
+    t = -np.sort(-flat, axis=1)[:, k]
+    iou = {"all": np.zeros((units, 6)), "category": np.zeros((units, 6))}
+    images = [x for x in range(n) if x not in skipped]
+    for j, (cid, category) in enumerate(zip(CONCEPTS["id"], CONCEPTS["category"])):
+        same = CONCEPTS.loc[CONCEPTS["category"] == category, "id"].to_numpy()
+        for u in range(units):
+            inter = union_all = union_category = 0
+            for x in images:
+                active = values[x, u] > t[u]
+                if category == "scene":
+                    concept, carries = np.full(SIZE, scenes[x, 0] == cid), np.isin(scenes[x, 0], same)
+                else:
+                    plane = labels[x, 0 if category == "object" else 1]
+                    concept, carries = plane == cid, np.isin(plane, same).any()
+                inter += (active & concept).sum()
+                union_all += active.sum() + concept.sum()
+                union_category += (active.sum() if carries else 0) + concept.sum()
+            for name, union in (("all", union_all), ("category", union_category)):
+                iou[name][u, j] = inter / (union - inter) if union > inter else 0.0
+    return t, (flat > t[:, None]).sum(1), iou
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_thresholds_counts_and_both_unions_equal_an_image_by_image_oracle(tmp_path, seed):
+    """Several read batches per chunk, ties around t (activations on a coarse grid), several concepts in two
+    pixel categories and an image-level one, images lacking a category, images without a segmentation."""
+    rng = np.random.default_rng(seed)
+    acts = np.round(np.maximum(rng.standard_normal((22, 5, 4, 3)), 0) * 2) / 2
+    acts = acts.astype(np.float16)
+    quantile = (0.03, 0.05, 0.1)[seed % 3]
+    skipped = [2, 15]
+    chunks = ((0, 10), (10, 22))
+    paths, labels, scenes = _labelled_stores(tmp_path, acts, chunks, skipped, rng)
+    acts_paths = [a for a, _ in paths]
+    bracket = T.intervals_in_process(acts_paths, tmp_path / "states", quantile, SIZE, read_batch=3)
+    counts = []
+    for i, (a, seg) in enumerate(paths):
+        counts.append(str(tmp_path / "tally" / f"{i}.zarr"))
+        inputs = {"acts": a, "segment": seg, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
+        tally_stage.tally_chunk(stage_job(inputs, {"counts": counts[-1]}, read_batch=4))
+    values = upsample(acts.astype(np.float32), SIZE)
+    t, above, expected = _oracle(values, labels, scenes, skipped, quantile)
+    assert any((values[:, u] == t[u]).sum() > 1 for u in range(5))  # ties at t
+    for union in ("all", "category"):
+        out = tmp_path / union
+        outputs = {"tally": str(out / "tally.zarr"), "thresholds": str(out / "thresholds.csv")}
+        inputs = {"counts": counts, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
+        tally_stage.tally_reduce(stage_job(inputs, outputs, union=union, quantile=quantile))
+        table = pd.read_csv(outputs["thresholds"])
+        np.testing.assert_array_equal(table["threshold"].to_numpy(np.float32), t.astype(np.float32))
+        np.testing.assert_array_equal(table["above"], above)
+        np.testing.assert_allclose(open_group(outputs["tally"])["iou"][:], expected[union], rtol=1e-6, atol=1e-7)
+        units = str(out / "units.csv")
+        label_inputs = {"tally": outputs["tally"], "concepts": str(tmp_path / "concepts.csv")}
+        params = {"iou_threshold": 0.04, "config": {}, "weights_digest": "w", "dataset_digest": "d"}
+        tally_stage.label_units(stage_job(label_inputs, {"units": units, "provenance": str(out / "p.json")}, **params))
+        labelled = pd.read_csv(units, keep_default_na=False)
+        best = expected[union].max(1)
+        names = [
+            CONCEPTS["name"][np.flatnonzero(row == row.max())[0]] if row.max() > 0 else "" for row in expected[union]
+        ]
+        assert list(labelled["label"]) == names
+        np.testing.assert_allclose(labelled["iou"], best, rtol=1e-6)
+    assert not np.allclose(expected["all"], expected["category"])  # the fixture tells the unions apart

@@ -46,7 +46,7 @@ def label_units(iou: np.ndarray, concepts: pd.DataFrame, thresholds: np.ndarray,
 
     Returns:
         Columns unit, label, category, iou, threshold, detector, then <category>_label and <category>_iou for
-        each category. A unit whose IoU is 0 everywhere gets an empty label.
+        each category. Ties go to the lowest concept id. A unit whose IoU is 0 everywhere gets an empty label.
     """
     names = np.full(iou.shape[1], "", dtype=object)
     cats = np.full(iou.shape[1], "", dtype=object)
@@ -64,7 +64,7 @@ def label_units(iou: np.ndarray, concepts: pd.DataFrame, thresholds: np.ndarray,
         "detector": best_iou > iou_threshold,
     }
     for category in pd.unique(concepts["category"]):
-        ids = concepts.loc[concepts["category"] == category, "id"].to_numpy()
+        ids = np.sort(concepts.loc[concepts["category"] == category, "id"].to_numpy())  # ties: the lowest id
         pick = ids[np.argmax(iou[:, ids], axis=1)]
         score = iou[units, pick]
         table[f"{category}_label"] = np.where(score > 0, names[pick], "")

@@ -25,7 +25,15 @@ from fractions import Fraction
 import numpy as np
 
 from .cellscan import Columns, scan_between
-from .upsample import Geometry, bound_blocks, classify_cells, item_corners, map_bounds, sampled_pixel_values
+from .upsample import (
+    BOUNDS_BLOCK,
+    Geometry,
+    bound_blocks,
+    classify_cells,
+    item_corners,
+    map_bounds,
+    sampled_pixel_values,
+)
 
 COARSE_SHIFT = 20  # 32-bit keys >> 20: 4096 fixed bins (sign, exponent and 3 mantissa bits)
 COARSE_BINS = 1 << 12
@@ -116,7 +124,7 @@ def merge(states: list[Histogram]) -> Histogram:
     return merged
 
 
-def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Histogram]:
+def coarse_histograms(acts: np.ndarray, geom: Geometry, block: int = BOUNDS_BLOCK) -> tuple[Histogram, Histogram]:
     """Round 1: pixel-weighted histograms of cell lower and upper bounds on fixed key bins.
 
     A constant map (e.g. all zero after a ReLU) adds one entry per histogram, the bounds of all its cells.
@@ -124,6 +132,7 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Hist
     Args:
         acts: (n, U, h, w) float32 activations.
         geom: geometry upsampling (h, w) to the label resolution.
+        block: maps whose cell bounds are computed at once.
 
     Returns:
         (lower, upper) histograms over COARSE_BINS bins.
@@ -133,7 +142,7 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry) -> tuple[Histogram, Hist
     map_lo, map_hi, constant = map_bounds(flat)
     varying = np.flatnonzero(~constant)
     keys = np.empty((2, len(varying), geom.num_cells), np.int32)  # bins of cell lower and upper bounds
-    for start, lo, hi in bound_blocks(np.take(flat, varying, 0), geom):
+    for start, lo, hi in bound_blocks(np.take(flat, varying, 0), geom, block):
         keys[0, start : start + len(lo)] = float_keys(lo, COARSE_SHIFT)
         keys[1, start : start + len(hi)] = float_keys(hi, COARSE_SHIFT)
     whole = np.stack([float_keys(map_lo[constant], COARSE_SHIFT), float_keys(map_hi[constant], COARSE_SHIFT)])
@@ -211,6 +220,7 @@ def histogram_between(
     nbins: int,
     stride: int = 1,
     batch: int | None = None,
+    block: int = BOUNDS_BLOCK,
 ) -> Histogram:
     """Counts of upsampled values above hi, and binned inside (lo, hi].
 
@@ -226,6 +236,7 @@ def histogram_between(
         nbins: bins per unit.
         stride: 1 for exact counts, more to sample.
         batch: number of cells evaluated at once (bounds memory; default: what runs fastest for the stride).
+        block: maps whose cell bounds are computed at once.
 
     Returns:
         The Histogram of all batches.
@@ -235,17 +246,17 @@ def histogram_between(
     table = np.zeros(num_units * nbins)  # batches add up densely
     for acts in [batches] if isinstance(batches, np.ndarray) else batches:
         total += acts.shape[0] * geom.target[0] * geom.target[1]
-        batch_above, index, weights = _entries_between(acts, geom, lo, hi, nbins, stride, batch)
+        batch_above, index, weights = _entries_between(acts, geom, lo, hi, nbins, stride, batch, block)
         above += batch_above
         table += np.bincount(index, weights=weights, minlength=len(table))
     return Histogram.from_table(total, above, table, nbins)
 
 
-def _entries_between(acts, geom, lo, hi, nbins, stride, batch):
+def _entries_between(acts, geom, lo, hi, nbins, stride, batch, block):
     """One batch of histogram_between: above (U,), and the table index (unit * nbins + bin) and weight of every
     value inside."""
     num_units = acts.shape[1]
-    cells = classify_cells(acts, geom, lo, hi)
+    cells = classify_cells(acts, geom, lo, hi, block)
     above = _pixels_per_unit(cells.above, geom, num_units)
     img, unit, cell = cells.reaching
     scale = bin_scale(lo, hi, nbins)

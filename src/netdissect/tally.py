@@ -25,7 +25,7 @@ import numpy as np
 
 from .cellscan import Columns, run_pixels, smaller_side
 from .quantile import EXACT, Histogram, float_keys
-from .upsample import Geometry, classify_cells, geometry, item_corners
+from .upsample import BOUNDS_BLOCK, Geometry, classify_cells, geometry, item_corners
 
 HISTOGRAM_BLOCK = 1 << 18  # (image, cell, concept) entries counted at once
 KEYS_PER_COUNT = 1 << 22  # label keys of straddling cells' pixels collected before they are counted
@@ -153,21 +153,24 @@ class Pending:
         )
 
 
-def _cell_histograms(labels: np.ndarray, geom: Geometry, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cell_histograms(
+    labels: np.ndarray, geom: Geometry, size: int, block: int = HISTOGRAM_BLOCK
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concept pixel counts of every (image, cell), as CSR rows indexed by image * G + cell.
 
-    Counted densely a few images at a time (the block's table stays in cache), keeping only nonzero entries.
+    Counted densely a few images at a time (a block of about ``block`` entries stays in cache), keeping only
+    nonzero entries.
 
     Returns:
         (indptr, concept, count).
     """
     n = labels.shape[0]
     per_image = geom.num_cells * size
-    block = max(1, HISTOGRAM_BLOCK // per_image)
+    images = max(1, block // per_image)
     cell_keys = (geom.cell_of_pixel * size).astype(np.int64)
     keys, counts = [], []
-    for start in range(0, n, block):
-        part = labels[start : start + block]
+    for start in range(0, n, images):
+        part = labels[start : start + images]
         part = part.reshape(len(part), labels.shape[1], labels.shape[-2] * labels.shape[-1])
         offsets = np.arange(len(part))[:, None, None] * per_image
         dense = np.bincount((offsets + cell_keys + part).ravel(), minlength=len(part) * per_image)
@@ -210,6 +213,8 @@ def tally_chunk(
     vocab: Vocabulary,
     labelled: np.ndarray | None = None,
     batch: int = 4096,
+    histogram_block: int = HISTOGRAM_BLOCK,
+    bounds_block: int = BOUNDS_BLOCK,
 ) -> tuple[Counts, Pending]:
     """Count one chunk of images against each unit's last threshold interval (low, high].
 
@@ -225,6 +230,8 @@ def tally_chunk(
         labelled: (n,) images that have a segmentation (default: all). The others (all labels 0) only count
             towards the thresholds: ``Pending.above`` and ``Pending.pixels``.
         batch: straddling cells evaluated at once.
+        histogram_block: (image, cell, concept) entries of label histograms counted at once.
+        bounds_block: maps whose cell bounds are computed at once.
 
     Returns:
         The chunk's Counts (of labelled images) and its Pending pixels.
@@ -235,7 +242,9 @@ def tally_chunk(
     size = vocab.size
     labelled = np.ones(n, bool) if labelled is None else np.asarray(labelled, bool)
     low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
-    cells = classify_cells(acts, geom, low, high)  # above high, straddling, or all-zero inside (low, high]
+    cells = classify_cells(
+        acts, geom, low, high, bounds_block
+    )  # above high, straddling, or all-zero inside (low, high]
     img, unit, cell = cells.above
     active = (
         np.bincount(  # (n, U) active pixels, starting with those of cells wholly above high
@@ -245,7 +254,7 @@ def tally_chunk(
         .reshape(n, num_units)
     )
     hits = np.zeros(num_units * size, np.int64)
-    histograms = _cell_histograms(labels, geom, size)
+    histograms = _cell_histograms(labels, geom, size, histogram_block)
 
     def add_cells(img, unit, cell):
         """Add the label histograms of whole (image, unit, cell) items."""

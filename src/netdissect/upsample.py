@@ -188,7 +188,9 @@ def item_corners(maps: np.ndarray, geom: Geometry, index: np.ndarray, cells: np.
     return np.take(flat, index[:, None] * flat.shape[1] + np.take(geom.corners, cells, 0))
 
 
-def bound_blocks(maps: np.ndarray, geom: Geometry) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def bound_blocks(
+    maps: np.ndarray, geom: Geometry, block: int = BOUNDS_BLOCK
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Safe lower and upper bounds of every pixel value in each cell, a block of maps at a time.
 
     The bounds are the cell's corner minimum and maximum widened by the float32 rounding of interpolation, so
@@ -199,6 +201,7 @@ def bound_blocks(maps: np.ndarray, geom: Geometry) -> Iterator[tuple[int, np.nda
     Args:
         maps: (..., h, w) float32 source maps, seen as (N, h, w).
         geom: their geometry.
+        block: maps per block.
 
     Yields:
         (first map index of the block, lo (B, G), hi (B, G)).
@@ -206,12 +209,12 @@ def bound_blocks(maps: np.ndarray, geom: Geometry) -> Iterator[tuple[int, np.nda
     h, w = geom.source
     flat = maps.reshape(-1, h, w)
     rows, cols = geom.corner_rows, geom.corner_cols
-    for start in range(0, len(flat), BOUNDS_BLOCK):
-        block = flat[start : start + BOUNDS_BLOCK]
-        top, bottom = np.take(block, rows[:, 0], 1), np.take(block, rows[:, 1], 1)
+    for start in range(0, len(flat), block):
+        part = flat[start : start + block]
+        top, bottom = np.take(part, rows[:, 0], 1), np.take(part, rows[:, 1], 1)
         row_lo, row_hi = np.minimum(top, bottom), np.maximum(top, bottom)
-        low = np.minimum(np.take(row_lo, cols[:, 0], 2), np.take(row_lo, cols[:, 1], 2)).reshape(len(block), -1)
-        high = np.maximum(np.take(row_hi, cols[:, 0], 2), np.take(row_hi, cols[:, 1], 2)).reshape(len(block), -1)
+        low = np.minimum(np.take(row_lo, cols[:, 0], 2), np.take(row_lo, cols[:, 1], 2)).reshape(len(part), -1)
+        high = np.maximum(np.take(row_hi, cols[:, 0], 2), np.take(row_hi, cols[:, 1], 2)).reshape(len(part), -1)
         yield start, *_widen(low, high)
 
 
@@ -257,16 +260,18 @@ def map_bounds(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return *_widen(low, high), constant
 
 
-def classify_cells(maps: np.ndarray, geom: Geometry, low: np.ndarray, high: np.ndarray) -> CellClasses:
+def classify_cells(
+    maps: np.ndarray, geom: Geometry, low: np.ndarray, high: np.ndarray, block: int = BOUNDS_BLOCK
+) -> CellClasses:
     """Sort every cell of (n, U, h, w) maps by its bounds against per-unit levels (U,) low <= high.
 
-    Only maps whose bounds reach above their unit's low level are bounded cell by cell.
+    Only maps whose bounds reach above their unit's low level are bounded cell by cell, ``block`` maps at a time.
     """
     num_units, num_cells = maps.shape[1], geom.num_cells
     flat = maps.reshape(-1, *geom.source)
     candidates = np.flatnonzero(map_bounds(flat)[1] > np.tile(low, maps.shape[0]))
     found: dict[str, list[np.ndarray]] = {"above": [], "reaching": [], "zero": []}
-    for start, lo, hi in bound_blocks(np.take(flat, candidates, 0), geom):
+    for start, lo, hi in bound_blocks(np.take(flat, candidates, 0), geom, block):
         index = candidates[start : start + len(lo)]
         unit = index % num_units
         above = lo > high[unit][:, None]

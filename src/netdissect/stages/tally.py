@@ -57,10 +57,11 @@ def tally_chunk(job) -> None:
     if acts.shape[1] != len(bracket["hi"]):
         raise StageError(f"{job.input.acts} has {acts.shape[1]} units but {job.input.bracket} {len(bracket['hi'])}")
     counts, pending = [], []
-    for start in range(0, acts.shape[0], BATCH_IMAGES):
-        where = position[start : start + BATCH_IMAGES]
+    batch = getattr(job.params, "read_batch", BATCH_IMAGES)
+    for start in range(0, acts.shape[0], batch):
+        where = position[start : start + batch]
         batch_counts, batch_pending = count_chunk(
-            acts[start : start + BATCH_IMAGES].astype(np.float32),
+            acts[start : start + batch].astype(np.float32),
             _labels(labels, where),
             _labels(image_labels, where),
             bracket["lo"],

@@ -33,12 +33,17 @@ SAMPLE_FLOOR_IMAGES = 0.5  # ... widened by this many images' worth of pixels
 SAMPLE_STRIDE = 8  # round 2 evaluates every 8th row and column of a cell
 
 
-def _batches(store_path: str):
-    """Yield float32 activation batches of a store."""
+def _read_batch(job) -> int:
+    """Images per in-memory batch of a chunk job: BATCH_IMAGES unless its params say ``read_batch``."""
+    return getattr(job.params, "read_batch", BATCH_IMAGES)
+
+
+def _batches(store_path: str, images: int):
+    """Yield float32 activation batches of a store, ``images`` at a time."""
     group = open_group(store_path)
     array = group["activations"]
-    for start in range(0, array.shape[0], BATCH_IMAGES):
-        yield array[start : start + BATCH_IMAGES].astype(np.float32)
+    for start in range(0, array.shape[0], images):
+        yield array[start : start + images].astype(np.float32)
 
 
 def _geometry(store_path: str, label_size):
@@ -81,7 +86,7 @@ def _chunk_meta(store_path: str) -> dict:
 def coarse_chunk(job) -> None:
     """Round 1 for one chunk: histograms of cell bounds."""
     geom = _geometry(job.input.acts, job.params.label_size)
-    parts = [Q.coarse_histograms(acts, geom) for acts in _batches(job.input.acts)]
+    parts = [Q.coarse_histograms(acts, geom) for acts in _batches(job.input.acts, _read_batch(job))]
     lower = Q.merge([p[0] for p in parts])
     upper = Q.merge([p[1] for p in parts])
     save_state(job.output.state, {**_pack(lower, "lower_"), **_pack(upper, "upper_")}, _chunk_meta(job.input.acts))
@@ -113,7 +118,7 @@ def refine_chunk(job) -> None:
     bracket, _ = load_state(job.input.bracket)
     geom = _geometry(job.input.acts, job.params.label_size)
     lo, hi, nbins, stride = bracket["lo"], bracket["hi"], job.params.nbins, job.params.stride
-    state = Q.histogram_between(_batches(job.input.acts), geom, lo, hi, nbins, stride)
+    state = Q.histogram_between(_batches(job.input.acts, _read_batch(job)), geom, lo, hi, nbins, stride)
     save_state(job.output.state, _pack(state, ""), _chunk_meta(job.input.acts))
 
 
@@ -133,11 +138,12 @@ def sample_reduce(job) -> None:
     save_state(job.output.bracket, {"lo": lo, "hi": hi, "coarse_lo": bracket["lo"], "coarse_hi": bracket["hi"]}, meta)
 
 
-def _rescan(acts_paths: list[str], units: np.ndarray, lo: np.ndarray, hi: np.ndarray, label_size) -> Q.Histogram:
+def _rescan(job, units: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Q.Histogram:
     """Exact 4096-bin histogram of some units over (lo, hi], read from every activation chunk."""
     parts = []
-    for path in acts_paths:
-        batches = (a[:, units] for a in _batches(path))
+    label_size = job.params.label_size
+    for path in job.input.acts:
+        batches = (a[:, units] for a in _batches(path, _read_batch(job)))
         parts.append(Q.histogram_between(batches, _geometry(path, label_size), lo, hi, Q.REFINE_BINS))
     return Q.merge(parts)
 
@@ -155,7 +161,7 @@ def refine_reduce(job) -> None:
         sampled_lo, sampled_hi = bracket["lo"][missed], bracket["hi"][missed]
         side_lo = np.where(above, sampled_hi, bracket["coarse_lo"][missed])
         side_hi = np.where(above, bracket["coarse_hi"][missed], sampled_lo)
-        rescan = _rescan(job.input.acts, missed, side_lo, side_hi, job.params.label_size)
+        rescan = _rescan(job, missed, side_lo, side_hi)
         if len(Q.check_bracket(rescan, k)):
             raise StageError(f"internal error: coarse threshold bracket misses units of {job.input.bracket}")
         lo[missed], hi[missed] = Q.narrow(rescan, side_lo, side_hi, k)
@@ -176,7 +182,13 @@ def _run_chunk(task: tuple) -> None:
 
 
 def intervals_in_process(
-    acts_paths: list[str], folder: Path, quantile: float, label_size, map_chunks=map, after_round=None
+    acts_paths: list[str],
+    folder: Path,
+    quantile: float,
+    label_size,
+    map_chunks=map,
+    after_round=None,
+    read_batch: int = BATCH_IMAGES,
 ) -> Path:
     """All rounds for one layer's activation stores, in this process (states go under ``folder``).
 
@@ -187,6 +199,7 @@ def intervals_in_process(
         label_size: (H, W) of the label maps.
         map_chunks: a map function for the chunk stages (e.g. a process pool's map).
         after_round: called with (round name, folder) after each reduce.
+        read_batch: images per in-memory batch of the chunk stages and rescans.
 
     Returns:
         The path of the last round's bracket, the input of the tally's chunks and reduce.
@@ -201,7 +214,7 @@ def intervals_in_process(
         tasks = [(function, {"acts": a, **inputs}, {"state": s}, params) for a, s in zip(acts_paths, states(name))]
         list(map_chunks(_run_chunk, tasks))
 
-    chunks(coarse_chunk, "coarse", label_size=label_size)
+    chunks(coarse_chunk, "coarse", label_size=label_size, read_batch=read_batch)
     coarse_reduce(
         stage_job(
             {"states": states("coarse")},
@@ -214,10 +227,10 @@ def intervals_in_process(
         after_round("coarse", folder)
     for name, previous, nbins, stride, reduce in ROUNDS:
         bracket = str(folder / f"{previous}.npz")
-        chunks(refine_chunk, name, bracket, label_size=label_size, nbins=nbins, stride=stride)
-        output = {"bracket": str(folder / f"{name}.npz")}
+        chunks(refine_chunk, name, bracket, label_size=label_size, nbins=nbins, stride=stride, read_batch=read_batch)
+        inputs = {"states": states(name), "bracket": bracket, "acts": acts_paths}
         reduce(
-            stage_job({"states": states(name), "bracket": bracket, "acts": acts_paths}, output, label_size=label_size)
+            stage_job(inputs, {"bracket": str(folder / f"{name}.npz")}, label_size=label_size, read_batch=read_batch)
         )
         if after_round:
             after_round(name, folder)
