@@ -30,7 +30,7 @@ def job_pids(wf) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
-def wait_for(predicate, timeout=120.0):
+def wait_for(predicate, timeout=300.0):
     end = time.time() + timeout
     while time.time() < end:
         value = predicate()
