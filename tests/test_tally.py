@@ -4,7 +4,7 @@ import pytest
 
 from netdissect import quantile as Q
 from netdissect.iou import iou_matrix, label_units
-from netdissect.tally import Pending, Vocabulary, tally_chunk
+from netdissect.tally import Counts, Pending, Vocabulary, tally_chunk
 from netdissect.upsample import upsample
 
 CATEGORY = np.array([-1, 0, 0, 1, 1, 2, 2, 2])  # ids 1-2 cat 0, 3-4 cat 1 (pixel); 5-7 cat 2 (image-level)
@@ -191,3 +191,42 @@ def test_unknown_union_is_refused():
     counts = tally_chunk(acts, labels, image_labels, t, t, VOCAB)[0]
     with pytest.raises(ValueError, match=r"union must be one of \('all', 'category'\), not 'some'"):
         iou_matrix(counts, VOCAB, "some")
+
+
+def test_unit_table_columns_and_edge_cases():
+    """Exact column names, long category names, the detector rule's strict '>', an IoU with a union of one pixel,
+    and empty label and category where a unit's IoU is 0 everywhere."""
+    concepts = pd.DataFrame(
+        {"id": [1, 2, 3], "name": ["sky", "tree", "brick"], "category": ["object", "object", "material"]}
+    )
+    vocab = Vocabulary(np.array([-1, 0, 0, 1]), 2)
+    # unit 0: one active pixel, the only pixel of 'tree' (union 1, IoU 1); unit 1: IoU 0.25 with 'sky' exactly;
+    # unit 2: nothing active
+    counts = Counts(
+        intersection=np.array([[0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]]),
+        activation=np.array([1, 2, 0]),
+        activation_in_category=np.array([[1, 1], [2, 2], [0, 0]]),
+        label=np.array([0, 3, 1, 0]),
+        images_in_category=np.array([1, 1]),
+        images=1,
+        pixels=1,
+    )
+    iou = iou_matrix(counts, vocab)
+    np.testing.assert_array_equal(iou[:, 1:], [[0, 1, 0], [0.25, 0, 0], [0, 0, 0]])
+    table = label_units(iou, concepts, np.array([0.5, 1.5, 2.5], np.float32), 0.25)
+    assert list(table.columns) == [
+        "unit",
+        "label",
+        "category",
+        "iou",
+        "threshold",
+        "detector",
+        "object_label",
+        "object_iou",
+        "material_label",
+        "material_iou",
+    ]
+    assert list(table["label"]) == ["tree", "sky", ""] and list(table["category"]) == ["object", "object", ""]
+    assert list(table["material_label"]) == ["", "", ""]
+    assert list(table["detector"]) == [True, False, False]  # 0.25 is not above iou_threshold 0.25
+    np.testing.assert_array_equal(table["threshold"], [0.5, 1.5, 2.5])

@@ -30,7 +30,7 @@ def iou_matrix(counts: Counts, vocab: Vocabulary, union: str = "all") -> np.ndar
     else:
         act = counts.activation_in_category[:, np.maximum(vocab.category, 0)].astype(np.float64)
     denom = act + counts.label[None, :] - inter
-    out = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
+    out = inter / np.maximum(denom, 1)  # an empty union (0) has I = 0: IoU 0
     out[:, 0] = 0.0
     return out
 

@@ -12,6 +12,8 @@ def main() -> None:
     status = dict(line.strip().rsplit(": ", 1) for line in lines.splitlines() if ": " in line)
     per_module: dict[str, Counter] = defaultdict(Counter)
     for name, state in status.items():
+        if state == "not checked":
+            continue
         per_module[name.split(".x_")[0]][state] += 1
     print("| module | mutants | killed | survived | other | score |\n|---|---|---|---|---|---|")
     total = Counter()
@@ -25,7 +27,7 @@ def main() -> None:
         f"| {total['killed'] / max(n, 1):.1%} |\n"
     )
     for name, state in sorted(status.items()):
-        if state != "killed":
+        if state not in ("killed", "not checked"):
             diff = subprocess.run([*MUTMUT, "show", name], capture_output=True, text=True, check=False).stdout
             print(f"### {name} ({state})\n```diff\n{diff.strip()}\n```\n")
 
