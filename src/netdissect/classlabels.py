@@ -87,15 +87,13 @@ def csv_labels(path: str | Path, dataset: Dataset) -> list[tuple[Record, str, st
         found[str(image)] = found[image.relative_to(dataset.root).as_posix()] = record
         if image.is_relative_to(images):
             found[image.relative_to(images).as_posix()] = record
+    splits = table["split"] if "split" in table.columns else [None] * len(table)
     out = []
-    for i, row in enumerate(table.itertuples(index=False)):
-        record = found.get(Path(row.image).as_posix()) or found.get(str(Path(row.image).absolute()))
+    for i, (image, name, split) in enumerate(zip(table["image"], table["class"], splits)):
+        record = found.get(Path(image).as_posix()) or found.get(str(Path(image).absolute()))
         if record is None:
-            raise ConfigError(
-                f"config key 'ablation.labels': {path} row {i}: image {row.image!r} is not in the dataset"
-            )
-        split = row.split if "split" in table.columns else record.split
-        out.append((record, split, row._asdict()["class"]))
+            raise ConfigError(f"config key 'ablation.labels': {path} row {i}: image {image!r} is not in the dataset")
+        out.append((record, record.split if split is None else split, name))
     return out
 
 

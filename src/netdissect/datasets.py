@@ -365,7 +365,7 @@ class ImageFolderDataset(Dataset):
                 f"{self.root}: image folders have no splits (unless laid out as <split>/<class>/<image>), "
                 f"cannot select split {split!r}"
             )
-        return super().records(None, size)
+        return super().records(split, size)
 
     def concepts(self) -> pd.DataFrame:
         """An empty concept table."""

@@ -139,6 +139,9 @@ class RunLayout:
     def importance_figure(self, layer: str) -> str:
         return self._path("ablation", layer, "importance.png")
 
+    def ablation_provenance(self, layer: str) -> str:
+        return self._path("ablation", layer, "provenance.json")
+
     # run-level results
     def summary(self) -> str:
         return self._path("summary.csv")

@@ -164,10 +164,16 @@ if is_activated("ablation"):
             sweeps=OUT.sweeps("{layer}"),
             single_unit=OUT.single_unit("{layer}"),
             units=OUT.units("{layer}"),
+            labels=OUT.ablation_labels(),
         output:
             importance=OUT.importance("{layer}"),
             sweeps_figure=OUT.sweeps_figure("{layer}"),
             importance_figure=OUT.importance_figure("{layer}"),
+            provenance=OUT.ablation_provenance("{layer}"),
+        params:
+            config=config["ablation"],
+            classes=list(ABLATION.classes),
+            weights_digest=MODEL.digest,
         log:
             OUT.log("ablation", "{layer}", "report"),
         resources:

@@ -150,5 +150,5 @@ def get_ablation_outputs():
     """The ablation target: every ablated layer's tables and figures (none when the stage is switched off)."""
     if ABLATION is None:
         return []
-    paths = (OUT.sweeps, OUT.ablation_table, OUT.importance, OUT.sweeps_figure, OUT.importance_figure, OUT.ranking)
+    paths = (OUT.sweeps, OUT.ablation_table, OUT.ranking, OUT.importance, OUT.sweeps_figure, OUT.ablation_provenance)
     return [path(layer) for layer in ABLATION.layers for path in paths]

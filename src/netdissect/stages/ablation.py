@@ -16,8 +16,8 @@ from ..classlabels import class_report, label_table
 from ..hooks import LayerHooks, UnitEdit
 from ..modelspec import ModelSpec
 from ..plan import open_source
-from ..provenance import record
-from ..stores import GroupWriter, atomic_path, open_group, write_csv
+from ..provenance import file_digest, record
+from ..stores import GroupWriter, atomic_path, open_group, write_csv, write_json
 from ..tables import read_concepts, read_units
 from . import StageError
 from .images import Skipped, image_batches
@@ -227,3 +227,6 @@ def ablation_report(job) -> None:
     for path, figure in figures:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format="png", dpi=110)
+    p = job.params
+    inputs = {"weights": p.weights_digest, "labels": file_digest(job.input.labels), "layer": layer}
+    write_json(job.output.provenance, record("ablation", {**p.config, "classes": list(p.classes)}, inputs))
