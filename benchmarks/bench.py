@@ -476,7 +476,14 @@ def bench_ablation(n: int, naive_units: int, tail_units: int, results: dict) -> 
             edits = [UnitEdit([u]) for u in range(measured)]
             tail_counts = sweep_counts(tail, zip(features, targets), edits, 0, 16, 1000)
             per_unit = (time.perf_counter() - start) / measured
-        agree = (naive_counts.confusion == tail_counts.confusion[:naive_units]).all(axis=(1, 2))
+        same = [
+            (a == b[:naive_units]).all(1)
+            for a, b in (
+                (naive_counts.true_positive, tail_counts.true_positive),
+                (naive_counts.predicted, tail_counts.predicted),
+            )
+        ]
+        agree = same[0] & same[1]
         runs.append(
             {
                 "model": name,

@@ -25,24 +25,27 @@ TARGETS = torch.tensor([0, 0, 1, 2, 2])
 def test_counts_and_metrics_equal_hand_computed_confusion() -> None:
     counts = ablation.batch_counts(LOGITS, TARGETS)
     # ablation 0 predicts 0, 1, 1, 2, 0; ablation 1 predicts 1, 0 (tie: lowest index), 2, 2, 2
-    expected = np.zeros((2, 3, 3), np.int64)
+    confusion = np.zeros((2, 3, 3), np.int64)
     for a, predicted in enumerate(([0, 1, 1, 2, 0], [1, 0, 2, 2, 2])):
         for t, p in zip(TARGETS.tolist(), predicted):
-            expected[a, t, p] += 1
-    np.testing.assert_array_equal(counts.confusion, expected)
+            confusion[a, t, p] += 1
+    np.testing.assert_array_equal(counts.true_positive, np.diagonal(confusion, axis1=1, axis2=2))
+    np.testing.assert_array_equal(counts.predicted, confusion.sum(1))
+    np.testing.assert_array_equal(counts.images, [2, 1, 2])
     # class 0 in ablation 0: TP 1, FN 1, FP 1 (image 4), TN 2 -> (1/2 + 2/3) / 2
-    bacc = ablation.balanced_accuracy(counts.confusion)
+    bacc = ablation.balanced_accuracy(counts)
     assert bacc[0, 0] == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert bacc[0, 1] == pytest.approx((1 / 1 + 3 / 4) / 2)  # class 1: TP 1, FP 1 (image 1), TN 3
     assert bacc[1, 2] == pytest.approx((2 / 2 + 2 / 3) / 2)  # class 2: TP 2, FP 1 (image 2), TN 2
-    np.testing.assert_allclose(ablation.accuracy(counts.confusion), [3 / 5, 3 / 5])
-    np.testing.assert_allclose(ablation.class_accuracy(counts.confusion)[0], [1 / 2, 1, 1 / 2])
+    np.testing.assert_allclose(ablation.accuracy(counts), [3 / 5, 3 / 5])
+    np.testing.assert_allclose(ablation.class_accuracy(counts)[0], [1 / 2, 1, 1 / 2])
     # margins on the images of each class: own logit minus the largest other
     margins = ablation.mean_margin(counts)
     np.testing.assert_allclose(margins[0], [((3 - 1) + (0 - 2)) / 2, 5 - 1, ((4 - 1) + (0 - 2)) / 2])
     np.testing.assert_allclose(margins[1], [((0 - 1) + 0) / 2, 5 - 6, ((4 - 1) + (3 - 0)) / 2])
     halves = ablation.batch_counts(LOGITS[:, :2], TARGETS[:2]) + ablation.batch_counts(LOGITS[:, 2:], TARGETS[2:])
-    np.testing.assert_array_equal(halves.confusion, counts.confusion)
+    np.testing.assert_array_equal(halves.true_positive, counts.true_positive)
+    np.testing.assert_array_equal(halves.predicted, counts.predicted)
     np.testing.assert_allclose(halves.margin_sum, counts.margin_sum)
 
 
@@ -121,7 +124,8 @@ def test_tails_equal_full_forward_passes_with_edits(variant, kind) -> None:
     for first, per_pass in ((0, 3), (2, 4), (5, 1)):
         batches = [(inputs[:5], labels[:5]), (inputs[5:], labels[5:])]
         counts = sweep_counts(tail, batches, edits[first:], first, per_pass, 3)
-        np.testing.assert_array_equal(counts.confusion, naive.confusion[first:])
+        np.testing.assert_array_equal(counts.true_positive, naive.true_positive[first:])
+        np.testing.assert_array_equal(counts.predicted, naive.predicted[first:])
         np.testing.assert_allclose(counts.margin_sum, naive.margin_sum[first:], rtol=1e-6)
 
 
@@ -135,7 +139,7 @@ def test_one_unit_alone_carries_class_zero() -> None:
     assert ablation.rankings(table)["a"][0] == 0
     removed = table[(table["unit"] == 0) & (table["class"] == "a")].iloc[0]
     assert removed["balanced_acc"] == 0.5 and removed["drop"] == 0.5
-    assert ablation.balanced_accuracy(counts.confusion)[0].tolist() == [1.0, 1.0, 1.0]
+    assert ablation.balanced_accuracy(counts)[0].tolist() == [1.0, 1.0, 1.0]
 
 
 def test_edit_batch_replicates_the_layer_output() -> None:

@@ -27,37 +27,49 @@ TABLE_KS = (4, 20)  # the paper's table: top-4 and top-20 removed, all but the t
 
 @dataclass
 class Counts:
-    """Statistics of A ablations over a set of images, additive over disjoint image sets.
+    """Statistics of A ablations over a set of images, additive over disjoint image sets; O(A * K) memory.
 
     Attributes:
-        confusion: (A, K, K) int64, [ablation, true class, predicted class] image counts.
-        margin_sum: (A, K) float64, per true class the sum of its images' logit margins.
+        true_positive: (A, K) int64, images of each class predicted as that class.
+        predicted: (A, K) int64, images predicted as each class.
+        images: (K,) int64, images of each class (the same for every ablation).
+        margin_sum: (A, K) float64, per class the sum of its images' logit margins.
     """
 
-    confusion: np.ndarray
+    true_positive: np.ndarray
+    predicted: np.ndarray
+    images: np.ndarray
     margin_sum: np.ndarray
 
     @classmethod
     def zeros(cls, ablations: int, classes: int) -> Counts:
-        return cls(np.zeros((ablations, classes, classes), np.int64), np.zeros((ablations, classes), np.float64))
+        def table(dtype):
+            return np.zeros((ablations, classes), dtype)
+
+        return cls(table(np.int64), table(np.int64), np.zeros(classes, np.int64), table(np.float64))
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(self.confusion + other.confusion, self.margin_sum + other.margin_sum)
+        return Counts(
+            self.true_positive + other.true_positive,
+            self.predicted + other.predicted,
+            self.images + other.images,
+            self.margin_sum + other.margin_sum,
+        )
 
     @classmethod
     def concat(cls, parts: Sequence[Counts]) -> Counts:
-        """The counts of several lists of ablations, one after the other."""
-        return cls(np.concatenate([c.confusion for c in parts]), np.concatenate([c.margin_sum for c in parts]))
+        """The counts of several lists of ablations over the same images, one list after the other."""
+        return cls(
+            np.concatenate([c.true_positive for c in parts]),
+            np.concatenate([c.predicted for c in parts]),
+            parts[0].images,
+            np.concatenate([c.margin_sum for c in parts]),
+        )
 
     def take(self, index: Sequence[int]) -> Counts:
         """The counts of some ablations."""
         index = np.asarray(index, np.int64)
-        return Counts(self.confusion[index], self.margin_sum[index])
-
-    @property
-    def images(self) -> np.ndarray:
-        """(K,) images per true class (the same for every ablation)."""
-        return self.confusion[0].sum(1) if len(self.confusion) else np.zeros(self.margin_sum.shape[1], np.int64)
+        return Counts(self.true_positive[index], self.predicted[index], self.images, self.margin_sum[index])
 
 
 def batch_counts(logits: torch.Tensor, targets: torch.Tensor) -> Counts:
@@ -74,44 +86,43 @@ def batch_counts(logits: torch.Tensor, targets: torch.Tensor) -> Counts:
     ablations, n, classes = logits.shape
     logits, targets = logits.detach(), targets.to(torch.int64)
     predicted = logits.argmax(-1)
-    cells = (torch.arange(ablations)[:, None] * classes + targets[None, :]) * classes + predicted
-    confusion = torch.bincount(cells.reshape(-1), minlength=ablations * classes * classes)
+    expanded = targets[None, :].expand(ablations, n)
+    zeros = torch.zeros(ablations, classes, dtype=torch.int64)
+    true_positive = zeros.scatter_add(1, expanded, (predicted == expanded).to(torch.int64))
+    counted = zeros.scatter_add(1, predicted, torch.ones_like(predicted))
     index = targets[None, :, None].expand(ablations, n, 1)
     own = logits.gather(-1, index).squeeze(-1)
     others = logits.scatter(-1, index, float("-inf")).amax(-1)
     margins = (own - others).double().numpy()
     margin_sum = np.zeros((classes, ablations), np.float64)
     np.add.at(margin_sum, targets.numpy(), margins.T)
-    return Counts(confusion.reshape(ablations, classes, classes).numpy(), margin_sum.T.copy())
+    images = np.bincount(targets.numpy(), minlength=classes)
+    return Counts(true_positive.numpy(), counted.numpy(), images, margin_sum.T.copy())
 
 
-def one_vs_rest(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(TP, FN, FP, TN), each (..., K), of every class against the rest, from (..., K, K) confusion counts."""
-    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
-    positives = confusion.sum(-1)
-    predicted = confusion.sum(-2)
-    total = confusion.sum((-2, -1))[..., None]
-    fn, fp = positives - tp, predicted - tp
-    return tp, fn, fp, total - tp - fn - fp
+def one_vs_rest(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(TP, FN, FP, TN), each (A, K), of every class against the rest."""
+    tp = counts.true_positive
+    fn, fp = counts.images - tp, counts.predicted - tp
+    return tp, fn, fp, counts.images.sum() - tp - fn - fp
 
 
-def balanced_accuracy(confusion: np.ndarray) -> np.ndarray:
-    """(..., K) (TPR + TNR) / 2 per class; NaN for a class without positive or without negative images."""
-    tp, fn, fp, tn = one_vs_rest(confusion)
+def balanced_accuracy(counts: Counts) -> np.ndarray:
+    """(A, K) (TPR + TNR) / 2 per class; NaN for a class without positive or without negative images."""
+    tp, fn, fp, tn = one_vs_rest(counts)
     with np.errstate(invalid="ignore", divide="ignore"):
         return ((tp / (tp + fn)) + (tn / (tn + fp))) / 2
 
 
-def class_accuracy(confusion: np.ndarray) -> np.ndarray:
-    """(..., K) TPR: the fraction of each class's images predicted as that class (NaN without images)."""
-    tp, fn, _, _ = one_vs_rest(confusion)
+def class_accuracy(counts: Counts) -> np.ndarray:
+    """(A, K) TPR: the fraction of each class's images predicted as that class (NaN without images)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return tp / (tp + fn)
+        return counts.true_positive / counts.images
 
 
-def accuracy(confusion: np.ndarray) -> np.ndarray:
-    """(...,) all-class top-1 accuracy."""
-    return np.trace(confusion, axis1=-2, axis2=-1) / confusion.sum((-2, -1))
+def accuracy(counts: Counts) -> np.ndarray:
+    """(A,) all-class top-1 accuracy."""
+    return counts.true_positive.sum(1) / counts.images.sum()
 
 
 def mean_margin(counts: Counts) -> np.ndarray:
@@ -131,7 +142,7 @@ def single_unit_table(base: Counts, ablated: Counts, units: Sequence[int], class
         split: the split the counts are from.
     """
     keep = np.flatnonzero(base.images > 0)
-    bacc, base_bacc = balanced_accuracy(ablated.confusion), balanced_accuracy(base.confusion)[0]
+    bacc, base_bacc = balanced_accuracy(ablated), balanced_accuracy(base)[0]
     margin, base_margin = mean_margin(ablated), mean_margin(base)[0]
     return pd.DataFrame(
         {
@@ -246,7 +257,7 @@ def sweep_table(specs: Sequence[SweepSpec], counts: Counts, classes: Sequence[st
         swept: the classes to report.
         split: the evaluation split.
     """
-    bacc, tpr, acc = balanced_accuracy(counts.confusion), class_accuracy(counts.confusion), accuracy(counts.confusion)
+    bacc, tpr, acc = balanced_accuracy(counts), class_accuracy(counts), accuracy(counts)
     position = {name: i for i, name in enumerate(classes)}
     rows = []
     for i, spec in enumerate(specs):
