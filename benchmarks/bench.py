@@ -595,7 +595,9 @@ def write_results(results: dict) -> None:
             (
                 "Unit-ablations per second of the sweep's tail against the naive loop (a full forward pass of every "
                 "image for every unit). Whole layer: the naive loop's time for every unit against one pass to the "
-                "layer plus the tail for every unit."
+                "layer plus the tail for every unit. Timed on the first "
+                f"{a['runs'][0]['units_timed']['naive']} unit(s) (naive) and {a['runs'][0]['units_timed']['tail']} "
+                "units (tail) of each layer."
             ),
             "",
             "| model | layer | units | tail | naive /s | tail /s | ratio per unit | ratio, whole layer | metrics identical |",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from base64 import b64encode
 
 import pandas as pd
 import pytest
@@ -34,6 +35,14 @@ def targets(wf) -> list[str]:
     return [str((wf.results / "ablation" / "conv4" / name).relative_to(wf.folder)) for name in TABLES]
 
 
+def recorded(wf, chunks) -> list:
+    """Unit chunks written and recorded as complete by snakemake (its incomplete marker, named by the base64 of the
+    path, removed); a chunk killed between the two is rerun by --rerun-incomplete, rightly."""
+    markers = {p.name for p in (wf.folder / ".snakemake" / "incomplete").glob("*")}
+    done = sorted(chunks.glob("0*.csv"))
+    return [p for p in done if b64encode(str(p.relative_to(wf.folder)).encode()).decode() not in markers]
+
+
 def tables(wf) -> dict[str, bytes]:
     return {name: (wf.results / "ablation" / "conv4" / name).read_bytes() for name in TABLES}
 
@@ -51,17 +60,17 @@ def test_killed_sweep_reruns_missing_chunks_and_chunking_changes_nothing(workflo
     cmd = SNAKEMAKE + ["-d", str(wf.folder), "--configfile", str(wf.config_path), "--cores", "1", *targets(wf)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     chunks = wf.results / "ablation" / "conv4" / "single_unit"
-    wait_for(lambda: list(chunks.glob("0*.csv")) or None, timeout=600)  # the first unit chunk is done
+    wait_for(lambda: recorded(wf, chunks), timeout=600)  # the first unit chunk is done
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = sorted(chunks.glob("0*.csv"))
+    finished = recorded(wf, chunks)
     done = len(finished)
     assert 1 <= done < 5
     for path in finished:  # chunks are written atomically: whatever is there is complete
         start, stop = chunk_range(path.stem, 128)
         assert len(pd.read_csv(path)) == (stop - start) * 6
     wf.run("--unlock")
-    jobs = wf.dry_run_jobs(*targets(wf))
+    jobs = wf.dry_run_jobs("--rerun-incomplete", *targets(wf))  # the killed job left its output marked incomplete
     assert jobs["ablation_units"] == 5 - done and jobs["ablation_sweep"] == 3
     wf.run("--rerun-incomplete", *targets(wf), cores=2)
     assert tables(wf) == tables(reference)
