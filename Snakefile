@@ -16,9 +16,11 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/thresholds.smk"
 include: "workflow/rules/tally.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/ablation.smk"
 
 
-# Named targets: `snakemake dissect` runs the dissection alone; `all` (the default) runs every switched-on stage.
+# Named targets: `snakemake dissect` runs the dissection alone, `snakemake ablation` the ablation sweeps (with the
+# dissection they read); `all` (the default) runs every switched-on stage.
 # Light rules (reduces, reports) say `localrule: True` themselves: on a cluster they run in the main process.
 rule dissect:
     localrule: True
@@ -31,3 +33,4 @@ rule all:
     localrule: True
     input:
         rules.dissect.input,
+        get_ablation_outputs(),

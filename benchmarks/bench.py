@@ -429,6 +429,82 @@ def _e2e_run(world: Path, chunk_size: int, autocast: str | None) -> float:
     return time.perf_counter() - start
 
 
+# ---------------------------------------------------------------- ablation
+ABLATION_LAYERS = (("resnet18", "layer3"), ("resnet18", "layer4"), ("vgg16", "features.28"))
+
+
+def bench_ablation(n: int, naive_units: int, tail_units: int, results: dict) -> None:
+    """Single-unit ablations per second: the sweep's tail (once-computed layer output, many ablations per pass, or
+    the linear shortcut) against the naive loop (a full forward pass of every image for every unit), random-init
+    weights, random 224-pixel inputs labelled by the unchanged model's own predictions, 2 threads. Both are timed on
+    the first units of the layer; the tail's time includes the one forward pass to the layer, spread over every
+    unit of the layer."""
+    import torch
+    import torchvision
+
+    from netdissect.ablation import Counts, batch_counts
+    from netdissect.hooks import LayerHooks, UnitEdit
+    from netdissect.tail import cut, sweep_counts
+
+    torch.set_num_threads(2)
+    runs = []
+    for name, layer in ABLATION_LAYERS:
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(name, weights=None).eval().to(memory_format=torch.channels_last)
+        images = torch.rand(n, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(0))
+        batches = [images[i : i + 32].contiguous(memory_format=torch.channels_last) for i in range(0, n, 32)]
+        with torch.inference_mode():
+            start = time.perf_counter()
+            features, targets = [], []
+            with LayerHooks(model, capture=[layer]) as hooks:
+                for batch in batches:
+                    targets.append(hooks.run(batch).argmax(1))
+                    features.append(hooks.captured[layer])
+            head = time.perf_counter() - start  # the stage's one pass (here a full one, to get the labels too)
+            units = features[0].shape[1]
+            start = time.perf_counter()
+            parts = []
+            for u in range(naive_units):
+                with LayerHooks(model, edits={layer: UnitEdit([u])}) as hooks:
+                    counts = [batch_counts(hooks.run(b)[None], t) for b, t in zip(batches, targets)]
+                parts.append(sum(counts[1:], counts[0]))
+            naive = (time.perf_counter() - start) / naive_units
+            naive_counts = Counts.concat(parts)
+            tail = cut(model, layer)
+            measured = min(units, tail_units)
+            start = time.perf_counter()
+            edits = [UnitEdit([u]) for u in range(measured)]
+            tail_counts = sweep_counts(tail, zip(features, targets), edits, 0, 16, 1000)
+            per_unit = (time.perf_counter() - start) / measured
+        same = [
+            (a == b[:naive_units]).all(1)
+            for a, b in (
+                (naive_counts.true_positive, tail_counts.true_positive),
+                (naive_counts.predicted, tail_counts.predicted),
+            )
+        ]
+        agree = same[0] & same[1]
+        runs.append(
+            {
+                "model": name,
+                "layer": layer,
+                "units": units,
+                "tail": tail.kind,
+                "naive_unit_ablations_per_s": 1 / naive,
+                "tail_unit_ablations_per_s": 1 / per_unit,
+                "per_unit_ratio": naive / per_unit,
+                "whole_layer_ratio": units * naive / (head + units * per_unit),
+                "units_timed": {"naive": naive_units, "tail": measured},
+                "identical_metrics": f"{int(agree.sum())} of {naive_units} units",
+                "max_margin_difference": float(
+                    abs(naive_counts.margin_sum - tail_counts.margin_sum[:naive_units]).max() / n
+                ),
+            }
+        )
+        print(runs[-1], flush=True)
+    results["ablation"] = {"images": n, "runs": runs}
+
+
 # ---------------------------------------------------------------- report
 def machine() -> str:
     cpu = next(
@@ -511,6 +587,28 @@ def write_results(results: dict) -> None:
             f"| {r['chunk_size']} | {r['autocast'] or 'none (float32)'} | {r['seconds']:.0f} | {r['ratio_vs_reference']:.2f}x |"
             for r in e["runs"]
         ] + [""]
+    if "ablation" in results:
+        a = results["ablation"]
+        lines += [
+            f"## Single-unit ablation sweeps ({a['images']} random 224-pixel images, random-init weights, 2 threads)",
+            "",
+            (
+                "Unit-ablations per second of the sweep's tail against the naive loop (a full forward pass of every "
+                "image for every unit). Whole layer: the naive loop's time for every unit against one pass to the "
+                "layer plus the tail for every unit. Timed on the first "
+                f"{a['runs'][0]['units_timed']['naive']} unit(s) (naive) and {a['runs'][0]['units_timed']['tail']} "
+                "units (tail) of each layer."
+            ),
+            "",
+            "| model | layer | units | tail | naive /s | tail /s | ratio per unit | ratio, whole layer | metrics identical |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['model']} | {r['layer']} | {r['units']} | {r['tail']} | {r['naive_unit_ablations_per_s']:.3f} | "
+            f"{r['tail_unit_ablations_per_s']:.2f} | {r['per_unit_ratio']:.1f}x | {r['whole_layer_ratio']:.1f}x | "
+            f"{r['identical_metrics']} |"
+            for r in a["runs"]
+        ] + [""]
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -519,8 +617,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=4000)
     parser.add_argument(
-        "--only", choices=["reduction", "linearity", "memory", "storage", "activations", "e2e"], action="append"
+        "--only",
+        choices=["reduction", "linearity", "memory", "storage", "activations", "e2e", "ablation"],
+        action="append",
     )
+    parser.add_argument("--ablation-images", type=int, default=1000, help="images of the ablation benchmark")
+    parser.add_argument("--ablation-units", type=int, nargs=2, default=[2, 64], help="units timed: naive, tail")
     args = parser.parse_args()
     chosen = args.only or ["reduction", "linearity", "memory", "storage", "activations"]
     results: dict = {}
@@ -536,6 +638,8 @@ def main() -> None:
         bench_activations(512, results)
     if "e2e" in chosen:
         bench_e2e(args.images, results)
+    if "ablation" in chosen:
+        bench_ablation(args.ablation_images, *args.ablation_units, results)
     print(json.dumps(results, indent=2))
     previous = ROOT / "benchmarks" / "results.json"
     merged = json.loads(previous.read_text()) if args.only and previous.exists() else {}

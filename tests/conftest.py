@@ -19,6 +19,7 @@ TINY = {
     "segmenter": {"kind": "dataset", "epochs": 1},
     "chunk_size": 20,
     "batch_size": 8,
+    "ablation": {"activate": False},  # the ablation tests switch it on; the others stay quick
 }
 
 

@@ -181,8 +181,11 @@ def semantic_problems(cfg: dict) -> list[str]:
             )
     elif not Path(weights).is_file():
         problems.append(f"config key 'model.weights': file {weights!r} does not exist")
-    if ds["kind"] == "imagefolder" and ds["split"] is not None:
-        problems.append(f"config key 'dataset.split': image folders have no splits, cannot select {ds['split']!r}")
+    if ds["kind"] == "imagefolder" and ds["split"] is not None and not _split_folders(ds["root"]):
+        problems.append(
+            f"config key 'dataset.split': image folders have no splits (unless laid out as <split>/<class>/<image>), "
+            f"cannot select {ds['split']!r}"
+        )
     kind = seg["kind"]
     if kind in ("dataset", "trained") and ds["kind"] == "imagefolder":
         problems.append(f"config key 'segmenter.kind': {kind!r} needs a labelled dataset; use torchvision or factory")
@@ -207,6 +210,15 @@ def semantic_problems(cfg: dict) -> list[str]:
     if cfg["device"] == "cuda":
         problems.extend(_cuda_problems())
     return problems
+
+
+def _split_folders(root: str | None) -> bool:
+    """Whether an image folder is laid out by split, ``<split>/<class>/<image>`` (see ImageFolderDataset)."""
+    if root is None or not Path(root).is_dir():
+        return False
+    from .datasets import open_dataset
+
+    return any(r.split for r in open_dataset("imagefolder", root).records())
 
 
 def _cuda_problems() -> list[str]:
@@ -283,7 +295,8 @@ def resolve_exclusive(defaults: dict, user_layers: list[tuple[str, dict]]) -> di
     ``weights``: torchvision or factory). Defaults that no longer apply are unset: ``model.weights: train`` (it
     trains the builtin scene_cnn on the dataset's scene labels) unless the model is ``scene_cnn`` on a labelled
     dataset, and ``segmenter.kind: trained`` (the synthetic world's segmenter) on a ``broden`` dataset, where it
-    becomes ``dataset``. Only a pair of which the user gave both keys is an error.
+    becomes ``dataset``, and ``ablation.activate: true`` unless the model's class names are known (``model.classes``,
+    or ``model.weights: train``). Only a pair of which the user gave both keys is an error.
 
     Args:
         defaults: the embedded default config (config/config.yaml).
@@ -312,6 +325,8 @@ def resolve_exclusive(defaults: dict, user_layers: list[tuple[str, dict]]) -> di
         scene_cnn = _get(cfg, "model.name") == "scene_cnn" and not _given(_get(cfg, "model.factory"))
         if not scene_cnn or _get(cfg, "dataset.kind") == "imagefolder":
             _set(cfg, "model.weights", None)
+    if "ablation.activate" not in user and not (_get(cfg, "model.weights") == "train" or _get(cfg, "model.classes")):
+        _set(cfg, "ablation.activate", False)  # ablation needs the names of the model's outputs
     return cfg
 
 

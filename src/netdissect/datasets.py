@@ -353,15 +353,19 @@ class BrodenDataset(Dataset):
 
 
 class ImageFolderDataset(Dataset):
-    """Every image file under a folder, in relative-path order, without labels or splits."""
+    """Every image file under a folder, in relative-path order, without labels; when every image lies at
+    ``<split>/<class>/<image>`` (torchvision's ImageFolder layout with splits), the first folder is its split."""
 
     kind = "imagefolder"
 
     def records(self, split: str | None = None, size: int | None = None) -> list[Record]:
-        """The first ``size`` images (all if None); image folders have no splits, so ``split`` must be None."""
-        if split is not None:
-            raise DatasetError(f"{self.root}: image folders have no splits, cannot select split {split!r}")
-        return super().records(None, size)
+        """The first ``size`` images (all if None); ``split`` only for a folder laid out by split."""
+        if split is not None and not any(r.split for r in self._records):
+            raise DatasetError(
+                f"{self.root}: image folders have no splits (unless laid out as <split>/<class>/<image>), "
+                f"cannot select split {split!r}"
+            )
+        return super().records(split, size)
 
     def concepts(self) -> pd.DataFrame:
         """An empty concept table."""
@@ -380,7 +384,12 @@ class ImageFolderDataset(Dataset):
     def _build_records(self) -> list[Record]:
         """A deferred Record per listed image."""
         layout = _Layout(self._source, str(self.root), 0, ())
-        return [_deferred_record(i, "", (None, None), layout, row) for i, row in enumerate(self._rows)]
+        parts = [row[0].split("/") for row in self._rows]
+        by_split = all(len(p) == 3 for p in parts)
+        return [
+            _deferred_record(i, p[0] if by_split else "", (None, None), layout, row)
+            for i, (p, row) in enumerate(zip(parts, self._rows))
+        ]
 
 
 def open_dataset(kind: str, root: str | Path) -> Dataset:

@@ -82,6 +82,21 @@ class UnitEdit:
         return mask.unsqueeze(1)
 
 
+@dataclass(frozen=True)
+class EditBatch:
+    """Evaluate several edits in one pass: the output (N, C, ...) becomes (E * N, C, ...), copy e edited by edit e.
+
+    Attributes:
+        edits: the E edits, in the order of the copies.
+    """
+
+    edits: Sequence[UnitEdit]
+
+    def apply(self, out: torch.Tensor) -> torch.Tensor:
+        """The E edited copies of a layer output, concatenated along the batch axis."""
+        return torch.cat([edit.apply(out) for edit in self.edits])
+
+
 class _CaptureDone(Exception):
     """Raised inside a hook to end a forward pass once every captured layer has run."""
 
@@ -103,7 +118,7 @@ class LayerHooks:
         self,
         model: nn.Module,
         capture: Sequence[str] = (),
-        edits: Mapping[str, UnitEdit | Sequence[UnitEdit]] | None = None,
+        edits: Mapping[str, UnitEdit | EditBatch | Sequence[UnitEdit | EditBatch]] | None = None,
         stop_after_capture: bool = False,
     ) -> None:
         """Check layer names; hooks are registered on entering the context.
@@ -111,7 +126,7 @@ class LayerHooks:
         Args:
             model: the network.
             capture: layers whose outputs to record.
-            edits: layer -> one edit or a sequence of edits, applied in order.
+            edits: layer -> one edit or a sequence of edits, applied in order (an EditBatch multiplies the batch).
             stop_after_capture: end each forward pass as soon as every captured layer has produced its
                 output (later layers do not run and :meth:`run` returns None).
         """
@@ -120,7 +135,8 @@ class LayerHooks:
         self.model = model
         self.capture = tuple(dict.fromkeys(capture))
         self.edits = {
-            name: (edit,) if isinstance(edit, UnitEdit) else tuple(edit) for name, edit in (edits or {}).items()
+            name: (edit,) if isinstance(edit, (UnitEdit, EditBatch)) else tuple(edit)
+            for name, edit in (edits or {}).items()
         }
         self.stop_after_capture = stop_after_capture
         self._modules = resolve_layers(model, list(dict.fromkeys([*self.capture, *self.edits])))

@@ -102,6 +102,46 @@ class RunLayout:
     def detectors_figure(self, layer: str) -> str:
         return self._path("dissect", layer, "detectors.png")
 
+    # ablation sweeps
+    def ablation_labels(self) -> str:
+        return self._path("ablation", "labels.csv")
+
+    def ablation_classes(self) -> str:
+        return self._path("ablation", "classes.csv")
+
+    def ablation_features(self, layer: str, role: str) -> str:
+        return self._path("ablation", layer, "features", f"{role}.zarr")
+
+    def single_unit_chunk(self, layer: str, part: str) -> str:
+        return self._path("ablation", layer, "single_unit", f"{part}.csv")
+
+    def single_unit(self, layer: str) -> str:
+        return self._path("ablation", layer, "single_unit.csv")
+
+    def ranking(self, layer: str) -> str:
+        return self._path("ablation", layer, "ranking.csv")
+
+    def sweep_chunk(self, layer: str, part: str) -> str:
+        return self._path("ablation", layer, "sweeps", f"{part}.csv")
+
+    def sweeps(self, layer: str) -> str:
+        return self._path("ablation", layer, "sweeps.csv")
+
+    def ablation_table(self, layer: str) -> str:
+        return self._path("ablation", layer, "table.csv")
+
+    def importance(self, layer: str) -> str:
+        return self._path("ablation", layer, "importance.csv")
+
+    def sweeps_figure(self, layer: str) -> str:
+        return self._path("ablation", layer, "sweeps.png")
+
+    def importance_figure(self, layer: str) -> str:
+        return self._path("ablation", layer, "importance.png")
+
+    def ablation_provenance(self, layer: str) -> str:
+        return self._path("ablation", layer, "provenance.json")
+
     # run-level results
     def summary(self) -> str:
         return self._path("summary.csv")

@@ -261,7 +261,7 @@ def model_spec(cfg: dict) -> ModelSpec:
     The digest covers the model section (less the layer list), the weights (the file's content, or the
     classifier's training config when trained here), the factory's source file and a lower-precision forward.
     """
-    section = {k: v for k, v in cfg["model"].items() if k != "layers"}
+    section = {k: v for k, v in cfg["model"].items() if k not in ("layers", "classes")}
     section["seed"] = cfg["seed"]
     trained_here = section["weights"] == TRAIN
     if trained_here:
@@ -295,7 +295,9 @@ def segmenter_digest(cfg: dict) -> str:
 def provenance_config(cfg: dict) -> dict:
     """The config values a layer's tables depend on (not the layer list, so adding a layer reruns nothing else)."""
     keep = ("seed", "dataset", "synthetic", "segmenter", "quantile", "union", "activations", "batch_size")
-    return {k: cfg[k] for k in keep} | {"model": {k: v for k, v in cfg["model"].items() if k != "layers"}}
+    return {k: cfg[k] for k in keep} | {
+        "model": {k: v for k, v in cfg["model"].items() if k not in ("layers", "classes")}
+    }
 
 
 def store_model_digest(path: str) -> str | None:

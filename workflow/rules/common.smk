@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from netdissect import ablationplan as ndablationplan
 from netdissect import config as ndconfig
 from netdissect import plan as ndplan
 from netdissect.errors import NetdissectError
@@ -25,6 +26,11 @@ def _user_layers():
     return layers + ([("--config", values)] if values else [])
 
 
+def is_activated(section):
+    """Whether an optional stage is switched on (its section's ``activate`` key)."""
+    return bool(config.get(section, {}).get("activate", False))
+
+
 try:
     _defaults = ndconfig.load_yaml(Path(workflow.basedir) / "config" / "config.yaml")
     _resolved = ndconfig.resolve_exclusive(_defaults, _user_layers())  # a key the user set wins over a default
@@ -32,8 +38,11 @@ try:
     config.clear()
     config.update(_validated)
     PLAN = ndplan.make_plan(config)
+    ABLATION = ndablationplan.ablation_plan(config) if is_activated("ablation") else None
     if workflow.is_main_process:
         logger.info(f"netdissect: dissecting {ndplan.describe_selection(PLAN.selection)} of {PLAN.dataset_root}")
+        for line in ABLATION.report if ABLATION else ():
+            logger.warning(f"netdissect: ablation: {line}")
 except NetdissectError as error:
     _fail(error)
 
@@ -68,7 +77,7 @@ def _check_inputs():
     if missing:
         _fail(ndplan.describe_missing(missing))
     try:
-        check_model(MODEL, LAYERS)
+        check_model(MODEL, LAYERS, len(ABLATION.classes) if ABLATION else None, PLAN.image_size)
     except NetdissectError as error:
         _fail(error)
 
@@ -135,3 +144,11 @@ def get_dissect_outputs():
     if is_trained_segmenter():
         outputs.append(OUT.segmenter_quality())
     return outputs
+
+
+def get_ablation_outputs():
+    """The ablation target: every ablated layer's tables and figures (none when the stage is switched off)."""
+    if ABLATION is None:
+        return []
+    paths = (OUT.sweeps, OUT.ablation_table, OUT.ranking, OUT.importance, OUT.sweeps_figure, OUT.ablation_provenance)
+    return [path(layer) for layer in ABLATION.layers for path in paths]

@@ -36,6 +36,13 @@ STAGES = {
     "label_units": "tally:label_units",
     "layer_figure": "report:layer_figure",
     "summary": "report:summary",
+    "ablation_labels": "ablation:ablation_labels",
+    "ablation_features": "ablation:ablation_features",
+    "ablation_units": "ablation:ablation_units",
+    "ablation_single": "ablation:ablation_single",
+    "ablation_sweep": "ablation:ablation_sweep",
+    "ablation_sweeps": "ablation:ablation_sweeps",
+    "ablation_report": "ablation:ablation_report",
 }
 
 
