@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import quantile as Q
+from ..progress import progress
 from ..stores import (
     load_state,
     open_group,
@@ -37,7 +38,7 @@ def _batches(store_path: str):
     """Yield float32 activation batches of a store."""
     group = open_group(store_path)
     array = group["activations"]
-    for start in range(0, array.shape[0], BATCH_IMAGES):
+    for start in progress(range(0, array.shape[0], BATCH_IMAGES), what=store_path, unit="batches", log=log.info):
         yield array[start : start + BATCH_IMAGES].astype(np.float32)
 
 
