@@ -31,3 +31,9 @@ rule all:
     localrule: True
     input:
         rules.dissect.input,
+
+
+# After a run that made the dissection's outputs: the detector summary, and where the tables and reports are.
+onsuccess:
+    if all(Path(path).exists() for path in rules.dissect.input):
+        print(finished_run(RUN, LAYERS, get_report_paths()))

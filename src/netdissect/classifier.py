@@ -42,6 +42,7 @@ def train_classifier(
     seed: int,
     threads: int = 2,
     augment: bool = True,
+    autocast: str | None = None,
     log: Callable[[str], object] = print,
 ) -> tuple[nn.Module, dict]:
     """Train ``scene_cnn`` deterministically (AdamW, one-cycle schedule, optional horizontal flips).
@@ -58,7 +59,8 @@ def train_classifier(
         seed: seed of initialisation, shuffles and augmentation (same seed and threads: same weights).
         threads: torch CPU threads while training.
         augment: flip images horizontally at random.
-        log: receives one progress line per epoch.
+        autocast: None (float32), or "bfloat16" for the forward passes of training.
+        log: receives one line per epoch, and progress lines.
 
     Returns:
         The model in eval mode, and metrics ``train_accuracy``, ``val_accuracy`` (None without validation
@@ -74,7 +76,7 @@ def train_classifier(
         logits = model(x.contiguous(memory_format=torch.channels_last))
         return F.cross_entropy(logits, y), {"train accuracy": int((logits.argmax(1) == y).sum())}
 
-    schedule = Schedule(epochs, batch_size, lr, seed, threads, weight_decay=5e-4)
+    schedule = Schedule(epochs, batch_size, lr, seed, threads, weight_decay=5e-4, autocast=autocast)
     model, trained = fit(lambda: scene_cnn(num_classes), len(y_train), batch_loss, schedule, flips=augment, log=log)
     with torch_threads(threads):
         metrics = {

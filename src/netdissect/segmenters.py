@@ -109,6 +109,7 @@ def train_segmenter(
     lr: float,
     seed: int,
     threads: int = 2,
+    autocast: str | None = None,
     log: Callable[[str], object] = print,
 ) -> tuple[SegNet, dict]:
     """Train a SegNet deterministically (summed cross-entropy of all heads, AdamW, one-cycle, random flips).
@@ -123,7 +124,8 @@ def train_segmenter(
         lr: peak learning rate.
         seed: seed of initialisation, shuffles and flips (same seed and threads: same weights).
         threads: torch CPU threads while training.
-        log: receives one progress line per epoch.
+        autocast: None (float32), or "bfloat16" for the forward passes of training.
+        log: receives one line per epoch, and progress lines.
 
     Returns:
         The model in eval mode, and metrics: per-head training ``pixel_accuracy`` (over labelled pixels) and
@@ -151,7 +153,8 @@ def train_segmenter(
         ) + sum(F.cross_entropy(image_logits[c], t[index]) for c, t in image.items())
         return loss, {}
 
-    model, trained = fit(build, n, batch_loss, Schedule(epochs, batch_size, lr, seed, threads, 1e-4), log=log)
+    schedule = Schedule(epochs, batch_size, lr, seed, threads, 1e-4, autocast)
+    model, trained = fit(build, n, batch_loss, schedule, log=log)
     with torch_threads(threads):
         planes, image_ids = predict_labels(model, images, vocab)
     metrics = {
