@@ -31,6 +31,7 @@ if is_trained_segmenter():
         params:
             **TRAINED_SEGMENTER,
         threads: 1
+        priority: 1  # the longest job, and labelling waits for it: start it first
         log:
             CACHE.entry("segmenter", SEGMENTER_KEY, "train_segmenter.log"),
         benchmark:
