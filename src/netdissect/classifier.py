@@ -16,9 +16,12 @@ from .training import Schedule, fit, torch_threads
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Fraction of correctly classified samples."""
+    """Fraction of correctly classified samples (channels-last batches: faster convolutions on CPU)."""
     model.eval()
-    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
+    batches = zip(x.split(batch_size), y.split(batch_size))
+    correct = sum(
+        int((model(xb.contiguous(memory_format=torch.channels_last)).argmax(1) == yb).sum()) for xb, yb in batches
+    )
     return correct / len(y)
 
 

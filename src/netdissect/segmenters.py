@@ -199,7 +199,7 @@ def predict_labels(
     labels = np.zeros((n, len(image_ids)), np.int64)
     for begin in range(0, n, batch_size):
         batch = slice(begin, begin + batch_size)
-        pixel_logits, image_logits = model(preprocess(images[batch]))
+        pixel_logits, image_logits = model(preprocess(images[batch]).contiguous(memory_format=torch.channels_last))
         for i, (c, table) in enumerate(zip(vocab.pixel, pixel_ids)):
             planes[batch, i] = table[pixel_logits[c].argmax(1).numpy()]
         for j, (c, table) in enumerate(zip(vocab.image, image_ids)):
