@@ -34,3 +34,9 @@ rule all:
     input:
         rules.dissect.input,
         get_ablation_outputs(),
+
+
+# After a run that made the dissection's outputs: the detector summary, and where the tables and reports are.
+onsuccess:
+    if all(Path(path).exists() for path in rules.dissect.input):
+        print(finished_run(RUN, LAYERS, get_report_paths()))

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -505,6 +506,68 @@ def bench_ablation(n: int, naive_units: int, tail_units: int, results: dict) -> 
     results["ablation"] = {"images": n, "runs": runs}
 
 
+# ---------------------------------------------------------------- first run
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
+STARTED = re.compile(r"^(?:local)?rule (\w+):$")
+FINISHED = re.compile(r"^Finished jobid: \d+ \(Rule: (\w+)\)$")
+TRAINING = ("train_classifier", "train_segmenter")
+
+
+def job_intervals(log: str) -> list[tuple[str, float, float]]:
+    """(rule, start, end) of every job in a snakemake log, in seconds since its first timestamp.
+
+    Jobs of one rule are paired in the order they start and finish; snakemake stamps lines to the second.
+    """
+    from datetime import datetime
+
+    stamp, first, starts, jobs = None, None, {}, []
+    for line in log.splitlines():
+        if match := STAMP.match(line):
+            stamp = datetime.strptime(match[1], "%a %b %d %H:%M:%S %Y").timestamp()
+            first = stamp if first is None else first
+        elif (match := STARTED.match(line)) and stamp is not None:
+            starts.setdefault(match[1], []).append(stamp - first)
+        elif (match := FINISHED.match(line)) and stamp is not None:
+            jobs.append((match[1], starts[match[1]].pop(0), stamp - first))
+    return jobs
+
+
+def covered(intervals: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one of the intervals is open."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total
+
+
+def bench_first_run(results: dict) -> None:
+    """The README's default command in a fresh clone of this repository (its committed HEAD), with the installed
+    environment: the wall time, the time during which a training job ran, and the trained networks' quality."""
+    clone = DATA / "first-run"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    subprocess.run([str(snakemake), "--cores", "2"], cwd=clone, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    jobs = job_intervals(next((clone / ".snakemake" / "log").glob("*.snakemake.log")).read_text())
+    training = covered([(a, b) for rule, a, b in jobs if rule in TRAINING])
+    classifier = json.loads(next((clone / "results" / "cache").glob("classifier-*/training.json")).read_text())
+    quality = json.loads((clone / "results" / "default" / "segmenter" / "quality.json").read_text())
+    results["first_run"] = {
+        "seconds": seconds,
+        "load_before": load,
+        "training_seconds": training,
+        "training_share": training / seconds,
+        "jobs": {rule: sum(b - a for r, a, b in jobs if r == rule) for rule in {r for r, _, _ in jobs}},
+        "classifier_val_accuracy": classifier["val_accuracy"],
+        "segmenter_pixel_accuracy": quality["pixel_accuracy"],
+        "segmenter_mean_iou": {c: v["mean_iou"] for c, v in quality["categories"].items()},
+    }
+
+
 # ---------------------------------------------------------------- report
 def machine() -> str:
     cpu = next(
@@ -609,6 +672,24 @@ def write_results(results: dict) -> None:
             f"{r['identical_metrics']} |"
             for r in a["runs"]
         ] + [""]
+    if "first_run" in results:
+        f = results["first_run"]
+        busy = ", ".join(f"{rule} {s:.0f}" for rule, s in sorted(f["jobs"].items(), key=lambda kv: -kv[1])[:6])
+        lines += [
+            "## First run (the README's `snakemake --cores 2` in a fresh clone, after the install)",
+            "",
+            (
+                f"- {f['seconds']:.0f} s in all; a training job ran during {f['training_seconds']:.0f} s of it "
+                f"({f['training_share']:.0%}); load average {f['load_before']:.2f} before it started"
+            ),
+            f"- job seconds per rule (summed over its jobs, the longest): {busy}",
+            (
+                f"- classifier validation accuracy {f['classifier_val_accuracy']:.4f}; segmenter pixel accuracy "
+                f"{f['segmenter_pixel_accuracy']:.4f}, mean IoU per category "
+                + ", ".join(f"{c} {v:.4f}" for c, v in f["segmenter_mean_iou"].items())
+            ),
+            "",
+        ]
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -618,7 +699,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4000)
     parser.add_argument(
         "--only",
-        choices=["reduction", "linearity", "memory", "storage", "activations", "e2e", "ablation"],
+        choices=["reduction", "linearity", "memory", "storage", "activations", "e2e", "ablation", "first-run"],
         action="append",
     )
     parser.add_argument("--ablation-images", type=int, default=1000, help="images of the ablation benchmark")
@@ -640,6 +721,8 @@ def main() -> None:
         bench_e2e(args.images, results)
     if "ablation" in chosen:
         bench_ablation(args.ablation_images, *args.ablation_units, results)
+    if "first-run" in chosen:
+        bench_first_run(results)
     print(json.dumps(results, indent=2))
     previous = ROOT / "benchmarks" / "results.json"
     merged = json.loads(previous.read_text()) if args.only and previous.exists() else {}

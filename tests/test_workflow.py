@@ -123,7 +123,7 @@ def test_incremental_reruns(workflow_factory):
 def test_trained_classifier_and_segmenter_report_their_quality(workflow_factory):
     wf = workflow_factory({"segmenter": {"kind": "trained", "epochs": 1}, "model": {"layers": ["conv4"]}})
     wf.run()
-    training = json.loads((wf.results / "model" / "training.json").read_text())
+    training = json.loads(next((wf.folder / "results" / "cache").glob("classifier-*/training.json")).read_text())
     assert 0 <= training["val_accuracy"] <= 1 and len(training["classes"]) == 6
     quality = json.loads((wf.results / "segmenter" / "quality.json").read_text())
     assert set(quality["categories"]) == {"color", "object", "part", "material"}
