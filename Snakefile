@@ -16,9 +16,11 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/thresholds.smk"
 include: "workflow/rules/tally.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/adversarial.smk"
 
 
-# Named targets: `snakemake dissect` runs the dissection alone; `all` (the default) runs every switched-on stage.
+# Named targets: `snakemake dissect` runs the dissection alone, `snakemake report` the HTML report (with the
+# dissection it shows), `snakemake adversarial` the attack analysis; `all` (the default) runs every switched-on stage.
 # Light rules (reduces, reports) say `localrule: True` themselves: on a cluster they run in the main process.
 rule dissect:
     localrule: True
@@ -31,3 +33,5 @@ rule all:
     localrule: True
     input:
         rules.dissect.input,
+        get_report_outputs(),
+        get_adversarial_outputs(),
