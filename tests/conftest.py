@@ -54,7 +54,7 @@ class Workflow:
 
     def dry_run_jobs(self, *targets: str) -> dict[str, int]:
         """Rule -> number of jobs a dry run (of the default target, or of the given ones) would execute."""
-        proc = self.run("-n", "--quiet", "rules", *targets)
+        proc = self.run(*targets, "-n", "--quiet", "rules")  # targets first: --quiet takes several values
         jobs = {}
         for line in proc.stdout.splitlines():
             parts = line.split()

@@ -121,3 +121,9 @@ def test_classes_are_checked_before_any_job():
     assert resolve_exclusive(DEFAULT, [("f", other)])["adversarial"]["activate"] is False
     forced = {**other, "adversarial": {"activate": True}}
     assert resolve_exclusive(DEFAULT, [("f", forced)])["adversarial"]["activate"] is True
+
+
+def test_only_skipped_pairs_still_write_every_table(tmp_path):
+    summary, units = run_stage(tmp_path, pairs=[["blue", "red"]])
+    assert list(summary["images"]) == [0] and summary.loc[0, "status"].startswith("skipped: ")
+    assert units.empty and list(units.columns)[:3] == ["source", "target", "unit"]

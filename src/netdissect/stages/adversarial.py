@@ -94,28 +94,32 @@ def adversarial(job) -> None:
     else:
         pairs = sorted(analysis.most_confused(labels, predictions, probabilities).items())
     order = UnitOrders(job, clean, labels, names)
+    chosen = {pair: np.flatnonzero((labels == pair[0]) & (predictions == pair[0]))[: p.images] for pair in pairs}
+    rows = np.concatenate([chosen[pair] for pair in pairs])
+    goal = torch.as_tensor(np.concatenate([np.full(len(chosen[pair]), pair[1]) for pair in pairs]), device=device)
+    if len(rows):  # one batch for every pair (eval mode: each image's attack is independent of the others')
+        attacked = pgd(lambda x: model(normalize(x)), images[rows], goal, p.epsilon, p.step_size, p.steps)
+        attacked_logits, attacked_firing = _firing(model, normalize, attacked, layers)
+        reached = (attacked_logits.argmax(1) == goal).cpu().numpy()
     unit_tables: dict[str, list[pd.DataFrame]] = {layer: [] for layer in layers}
-    summary = []
+    summary, start = [], 0
     for source, target in pairs:
-        chosen = np.flatnonzero((labels == source) & (predictions == source))[: p.images]
-        pair = {"source": names[source], "target": names[target], "images": len(chosen)}
-        if len(chosen) == 0:
+        mine = slice(start, start + len(chosen[source, target]))
+        start = mine.stop
+        pair = {"source": names[source], "target": names[target], "images": mine.stop - mine.start}
+        if not pair["images"]:
             status = f"no correctly classified {p.split} image of class {names[source]!r}"
             log.warning("skipping %s -> %s: %s", names[source], names[target], status)
             summary += [
                 {**pair, "layer": x, "ranking": order.source(x), "status": f"skipped: {status}"} for x in layers
             ]
             continue
-        goal = torch.full((len(chosen),), target, dtype=torch.long, device=device)
-        attacked = pgd(lambda x: model(normalize(x)), images[chosen], goal, p.epsilon, p.step_size, p.steps)
-        attacked_logits, firing = _firing(model, normalize, attacked, layers)
-        success = float((attacked_logits.argmax(1) == goal).float().mean())
-        log.info("%s -> %s: %d images, success rate %.3f", names[source], names[target], len(chosen), success)
+        success = float(reached[mine].mean())
+        log.info("%s -> %s: %d images, success rate %.3f", names[source], names[target], pair["images"], success)
         for layer in layers:
             groups = analysis.unit_groups(order(layer, source), order(layer, target), p.units)
-            table = analysis.unit_table(
-                pair["source"], pair["target"], clean[layer][chosen].mean(0), firing[layer].mean(0), groups
-            )
+            before, after = clean[layer][chosen[source, target]].mean(0), attacked_firing[layer][mine].mean(0)
+            table = analysis.unit_table(pair["source"], pair["target"], before, after, groups)
             unit_tables[layer].append(table)
             summary.append(
                 {
