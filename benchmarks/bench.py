@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from netdissect.stages import report as report_stage
-from netdissect.stages import stage_job
+from netdissect.stages import stage_job, topimages
 from netdissect.stages import tally as tally_stage
 from netdissect.stages import thresholds as threshold_stage
 from netdissect.stores import open_group, write_csv, write_group
@@ -370,7 +370,7 @@ def bench_activations(n: int, results: dict) -> None:
 # ---------------------------------------------------------------- report
 def _top_images(task):
     acts, out = task
-    report_stage.top_images_chunk(stage_job({"acts": acts}, {"top": out}, k=REPORT_K))
+    topimages.top_images_chunk(stage_job({"acts": acts}, {"top": out}, k=REPORT_K))
 
 
 def bench_report(n: int, results: dict) -> None:
@@ -596,7 +596,7 @@ def write_results(results: dict) -> None:
             "",
             f"Load average while measured: {r['load_average']:.1f} (other work shared the 2 cores).",
             "",
-            f"The page's folder holds {r['page_megabytes']:.1f} MB (PNG strips at 112x112 pixels per image).",
+            f"The page's folder holds {r['page_megabytes']:.1f} MB (JPEG strips at 112x112 pixels per image).",
             "",
         ]
     if "e2e" in results:

@@ -36,7 +36,7 @@ STAGES = {
     "label_units": "tally:label_units",
     "layer_figure": "report:layer_figure",
     "summary": "report:summary",
-    "top_images_chunk": "report:top_images_chunk",
+    "top_images_chunk": "topimages:top_images_chunk",
     "layer_report": "report:layer_report",
     "report_index": "report:report_index",
     "adversarial_attack": "adversarial:adversarial",

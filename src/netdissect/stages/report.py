@@ -1,7 +1,7 @@
 """Report stage: the figures and summary of the dissection, each unit's top images, and the HTML report.
 
 The top images need no second pass over the model: every chunk job keeps the top-k images per unit of its
-activation store (:mod:`netdissect.topk`), a layer's job merges them and cuts the maps of those few images only.
+activation store (:mod:`.topimages`), a layer's job merges them and cuts the maps of those few images only.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from .. import figures, topk
 from ..adversarial import describe
 from ..datasets import load_image
 from ..plan import describe_selection, open_source, split_counts
-from ..provenance import record
 from ..report import gallery, html
-from ..stores import atomic_path, load_state, open_group, provenance, require_same, save_state, write_csv, write_json
+from ..stores import atomic_path, load_state, open_group, require_same, write_csv, write_json
 from ..tables import read_units
 from . import StageError
 
 log = logging.getLogger("netdissect.report")
-READ_BATCH = 64  # images per read of an activation store
 JPEG_QUALITY = 90  # of the strips of top images
 
 
@@ -68,16 +66,6 @@ def summary(job) -> None:
     write_json(job.output.provenance, {"dataset": dataset, "layers": layers})
     log.info("dissected %s", describe_selection(dataset))
     log.info("\n%s", table.to_string(index=False))
-
-
-def top_images_chunk(job) -> None:
-    """The top-k images per unit of one chunk's activation store, by peak activation."""
-    group = open_group(job.input.acts)
-    acts, rows = group["activations"], group["rows"][:]
-    batches = [topk.peaks(acts[i : i + READ_BATCH]) for i in range(0, acts.shape[0], READ_BATCH)]
-    state = topk.top_k(np.concatenate(batches), rows, job.params.k)
-    prov = record("top_images", {"k": job.params.k}, provenance(group)["inputs"])
-    save_state(job.output.top, {"peaks": state.peaks, "rows": state.rows}, {"provenance": prov})
 
 
 def merged_top(paths: list[str], k: int) -> topk.TopK:
