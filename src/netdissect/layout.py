@@ -144,6 +144,30 @@ class RunLayout:
         found = Path(self.root, "dissect").glob("*/units.csv")
         return sorted(p.parent.name for p in found)
 
+    # the report: each unit's top images (per-chunk states, merged by the layer's page), pages and figures
+    def top_images_state(self, layer: str, chunk: str) -> str:
+        return self._path("topk", layer, f"{chunk}.npz")
+
+    def report_index(self) -> str:
+        return self._path("report", "index.html")
+
+    def report_layer(self, layer: str) -> str:
+        """The folder of a layer's page: index.html, figures, top.csv and units/<unit>.png strips."""
+        return self._path("report", layer)
+
+    def report_figure(self, name: str, kind: str = "png") -> str:
+        return self._path("report", f"{name}.{kind}")
+
+    # the adversarial analysis
+    def adversarial_units(self, layer: str) -> str:
+        return self._path("adversarial", layer, "units.csv")
+
+    def adversarial_summary(self) -> str:
+        return self._path("adversarial", "summary.csv")
+
+    def adversarial_figure(self) -> str:
+        return self._path("adversarial", "adversarial.png")
+
     # logs and benchmarks of the jobs
     def log(self, *parts: str) -> str:
         return self._path("logs", *parts[:-1], f"{parts[-1]}.log")

@@ -277,6 +277,30 @@ def _trained_network(section: dict) -> dict:
     return section | {"autocast": training_autocast(section)}
 
 
+def adversarial_classes(cfg: dict) -> tuple[list[int], list[str]]:
+    """(scene ids, names) of the model's outputs, for the adversarial analysis, with its class pairs checked.
+
+    Raises:
+        ConfigError: the model's class names are unknown (only a classifier trained here knows them), or a pair
+            names a class the model does not have.
+    """
+    if cfg["model"]["weights"] != TRAIN:
+        raise ConfigError(
+            "config key 'adversarial.activate': the attack needs the names of the model's classes, known for "
+            "scene_cnn trained here (model.weights: train); set adversarial.activate: false"
+        )
+    ids, names = scene_classes(cfg)
+    for source, target in cfg["adversarial"]["pairs"] or []:
+        for name in (source, target):
+            if name not in names:
+                raise ConfigError(
+                    f"config key 'adversarial.pairs': the model has no class {name!r} (classes: {', '.join(names)})"
+                )
+        if source == target:
+            raise ConfigError(f"config key 'adversarial.pairs': [{source}, {target}] attacks a class towards itself")
+    return ids, names
+
+
 def classifier_params(cfg: dict) -> dict:
     """Everything the classifier trained here depends on (the params of its rule and its cache key's values)."""
     ids, names = scene_classes(cfg)

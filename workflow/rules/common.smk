@@ -162,3 +162,39 @@ def get_ablation_outputs():
         return []
     paths = (OUT.sweeps, OUT.ablation_table, OUT.ranking, OUT.importance, OUT.sweeps_figure, OUT.ablation_provenance)
     return [path(layer) for layer in ABLATION.layers for path in paths]
+
+
+def get_report_outputs():
+    """The report target: the overview page and every layer's page."""
+    return [OUT.report_index()] + [OUT.report_layer(layer) for layer in LAYERS]
+
+
+def get_report_inputs(wildcards):
+    """What the overview shows besides the dissection: training reports and the switched-on stages' results."""
+    inputs = {}
+    if MODEL.trained_here:
+        inputs["classifier_metrics"] = CACHE.classifier_metrics(CLASSIFIER_KEY)
+    if is_trained_segmenter():
+        inputs["segmenter_quality"] = OUT.segmenter_quality()
+    if is_activated("adversarial"):
+        inputs |= {"adversarial_summary": OUT.adversarial_summary(), "adversarial_figure": OUT.adversarial_figure()}
+        inputs["adversarial_units"] = [OUT.adversarial_units(layer) for layer in LAYERS]
+    return inputs
+
+
+def get_adversarial_outputs():
+    """The adversarial target: every layer's units table, the summary and its figure (none when switched off)."""
+    if not is_activated("adversarial"):
+        return []
+    return [OUT.adversarial_units(layer) for layer in LAYERS] + [OUT.adversarial_summary(), OUT.adversarial_figure()]
+
+
+def get_ablation_layers():
+    """The layers the ablation stage ranks units on (its single-unit tables), when it is switched on."""
+    return list(ABLATION.layers) if is_activated("ablation") else []
+
+
+def get_adversarial_ranking_input(wildcards):
+    """The ablation's single-unit tables: the adversarial analysis ranks those layers' units by them."""
+    layers = get_ablation_layers()
+    return {"ablation": [OUT.single_unit(layer) for layer in layers]} if layers else {}
