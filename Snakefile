@@ -17,10 +17,12 @@ include: "workflow/rules/thresholds.smk"
 include: "workflow/rules/tally.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/adversarial.smk"
 
 
-# Named targets: `snakemake dissect` runs the dissection alone, `snakemake ablation` the ablation sweeps (with the
-# dissection they read); `all` (the default) runs every switched-on stage.
+# Named targets: `snakemake dissect` runs the dissection alone, `snakemake ablation` the ablation sweeps,
+# `snakemake report` the HTML report, `snakemake adversarial` the attack analysis (each with the dissection
+# it reads); `all` (the default) runs every switched-on stage.
 # Light rules (reduces, reports) say `localrule: True` themselves: on a cluster they run in the main process.
 rule dissect:
     localrule: True
@@ -34,3 +36,11 @@ rule all:
     input:
         rules.dissect.input,
         get_ablation_outputs(),
+        get_report_outputs(),
+        get_adversarial_outputs(),
+
+
+# After a run that made the dissection's outputs: the detector summary, and where the tables and reports are.
+onsuccess:
+    if all(Path(path).exists() for path in rules.dissect.input):
+        print(finished_run(RUN, LAYERS, get_report_paths()))

@@ -14,6 +14,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,7 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from netdissect.stages import stage_job
+from netdissect.stages import report as report_stage
+from netdissect.stages import stage_job, topimages
 from netdissect.stages import tally as tally_stage
 from netdissect.stages import thresholds as threshold_stage
 from netdissect.stores import open_group, write_csv, write_group
@@ -41,6 +44,7 @@ from netdissect.synthetic.vocabulary import PIXEL_CATEGORIES, concept_table
 DATA = ROOT / "benchmarks" / "data"
 UNITS, SOURCE, LABEL, IMAGE = 512, 7, 112, 224
 UNIQUE_SCENES = 400  # rendered label maps, repeated to reach the requested number of images
+REPORT_K = 8  # top images per unit in the report benchmark
 
 
 # ---------------------------------------------------------------- data
@@ -364,6 +368,82 @@ def bench_activations(n: int, results: dict) -> None:
     }
 
 
+# ---------------------------------------------------------------- report
+def _top_images(task):
+    acts, out = task
+    topimages.top_images_chunk(stage_job({"acts": acts}, {"top": out}, k=REPORT_K))
+
+
+def bench_report(n: int, results: dict) -> None:
+    """The report of one 512-unit layer with 8 images per unit: the chunks' top-k (2 worker processes) and the
+    layer's page (merge, maps of the top images only, outlines, 512 strips, figures, HTML) on 224-pixel images."""
+    from netdissect.synthetic import write_world
+
+    folder, names = prepared(n, 500)
+    work = folder / "work2"
+    if not (work / "tally.zarr").is_dir():
+        reduction(folder, names, 2)
+    world = DATA / f"world-report-{n}"
+    if not (world / "index.csv").exists():
+        shutil.rmtree(world, ignore_errors=True)
+        write_world(world, 0, n, 0, IMAGE)  # rows 0..n-1, like the activation stores'
+    concepts = str(folder / "concepts.csv")
+    units = str(work / "units.csv")
+    tally_stage.label_units(
+        stage_job(
+            {"tally": str(work / "tally.zarr"), "concepts": concepts},
+            {"units": units, "provenance": str(work / "provenance.json")},
+            iou_threshold=0.04,
+            config={},
+            weights_digest="bench",
+            dataset_digest="bench",
+        )
+    )
+    acts = [str(folder / "acts" / f"{c}.zarr") for c in names]
+    tops = [str(work / "topk" / f"{c}.npz") for c in names]
+    start, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_top_images, zip(acts, tops)))
+    chunks = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    chunks_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    read = bare_read(folder, names, 2)
+    out = work / "report" / "layer4"
+    start, cpu = time.perf_counter(), time.process_time()
+    report_stage.layer_report(
+        SimpleNamespace(
+            input=SimpleNamespace(top=tops, acts=acts, tally=str(work / "tally.zarr"), units=units),
+            output=SimpleNamespace(folder=str(out)),
+            wildcards=SimpleNamespace(layer="layer4"),
+            params=SimpleNamespace(
+                run="bench",
+                layers=["layer4"],
+                k=REPORT_K,
+                label_size=(LABEL, LABEL),
+                source={"kind": "broden", "root": str(world), "split": None},
+                resize=None,
+                iou_threshold=0.04,
+            ),
+        )
+    )
+    page, page_cpu = time.perf_counter() - start, time.process_time() - cpu
+    top = np.loadtxt(out / "top.csv", delimiter=",", skiprows=1, usecols=2, dtype=np.int64)
+    results["report"] = {
+        "images": n,
+        "units": UNITS,
+        "top_images": REPORT_K,
+        "distinct_top_images": len(np.unique(top)),
+        "top_k_chunks_seconds_2_cores": chunks,
+        "top_k_chunks_cpu_seconds": chunks_cpu,
+        "bare_read_seconds_2_cores": read,
+        "layer_page_seconds": page,
+        "layer_page_cpu_seconds": page_cpu,
+        "load_average": os.getloadavg()[0],
+        "total_seconds": chunks + page,
+        "page_megabytes": store_bytes(out) / 1e6,
+    }
+
+
 # ---------------------------------------------------------------- end to end
 E2E_VARIANTS = (  # (chunk_size, activations.autocast)
     (500, None),
@@ -505,7 +585,70 @@ def bench_ablation(n: int, naive_units: int, tail_units: int, results: dict) -> 
     results["ablation"] = {"images": n, "runs": runs}
 
 
+# ---------------------------------------------------------------- first run
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
+STARTED = re.compile(r"^(?:local)?rule (\w+):$")
+FINISHED = re.compile(r"^Finished jobid: \d+ \(Rule: (\w+)\)$")
+TRAINING = ("train_classifier", "train_segmenter")
+
+
+def job_intervals(log: str) -> list[tuple[str, float, float]]:
+    """(rule, start, end) of every job in a snakemake log, in seconds since its first timestamp.
+
+    Jobs of one rule are paired in the order they start and finish; snakemake stamps lines to the second.
+    """
+    from datetime import datetime
+
+    stamp, first, starts, jobs = None, None, {}, []
+    for line in log.splitlines():
+        if match := STAMP.match(line):
+            stamp = datetime.strptime(match[1], "%a %b %d %H:%M:%S %Y").timestamp()
+            first = stamp if first is None else first
+        elif (match := STARTED.match(line)) and stamp is not None:
+            starts.setdefault(match[1], []).append(stamp - first)
+        elif (match := FINISHED.match(line)) and stamp is not None:
+            jobs.append((match[1], starts[match[1]].pop(0), stamp - first))
+    return jobs
+
+
+def covered(intervals: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one of the intervals is open."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total
+
+
+def bench_first_run(results: dict) -> None:
+    """The README's default command in a fresh clone of this repository (its committed HEAD), with the installed
+    environment: the wall time, the time during which a training job ran, and the trained networks' quality."""
+    clone = DATA / "first-run"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    subprocess.run([str(snakemake), "--cores", "2"], cwd=clone, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    jobs = job_intervals(next((clone / ".snakemake" / "log").glob("*.snakemake.log")).read_text())
+    training = covered([(a, b) for rule, a, b in jobs if rule in TRAINING])
+    classifier = json.loads(next((clone / "results" / "cache").glob("classifier-*/training.json")).read_text())
+    quality = json.loads((clone / "results" / "default" / "segmenter" / "quality.json").read_text())
+    results["first_run"] = {
+        "seconds": seconds,
+        "load_before": load,
+        "training_seconds": training,
+        "training_share": training / seconds,
+        "jobs": {rule: sum(b - a for r, a, b in jobs if r == rule) for rule in {r for r, _, _ in jobs}},
+        "classifier_val_accuracy": classifier["val_accuracy"],
+        "segmenter_pixel_accuracy": quality["pixel_accuracy"],
+        "segmenter_mean_iou": {c: v["mean_iou"] for c, v in quality["categories"].items()},
+    }
+
+
 # ---------------------------------------------------------------- report
+# ---------------------------------------------------------------- results
 def machine() -> str:
     cpu = next(
         (
@@ -573,6 +716,29 @@ def write_results(results: dict) -> None:
             f"- ratio: {a['ratio']:.2f} of the bare loop",
             "",
         ]
+    if "report" in results:
+        r = results["report"]
+        lines += [
+            f"## Report of one layer ({r['units']} units, {r['top_images']} images per unit, {r['images']} images, 2 cores)",
+            "",
+            "| step | seconds | CPU seconds |",
+            "|---|---|---|",
+            (
+                f"| top-k of every chunk (2 processes) | {r['top_k_chunks_seconds_2_cores']:.1f} | "
+                f"{r['top_k_chunks_cpu_seconds']:.1f} |"
+            ),
+            f"| bare read of the same stores (2 processes), for comparison | {r['bare_read_seconds_2_cores']:.1f} | |",
+            (
+                f"| layer page: merge, maps of the {r['distinct_top_images']} distinct top images, outlines, strips, "
+                f"figures, HTML | {r['layer_page_seconds']:.1f} | {r['layer_page_cpu_seconds']:.1f} |"
+            ),
+            f"| total | {r['total_seconds']:.1f} | |",
+            "",
+            f"Load average while measured: {r['load_average']:.1f} (other work shared the 2 cores).",
+            "",
+            f"The page's folder holds {r['page_megabytes']:.1f} MB (JPEG strips at 112x112 pixels per image).",
+            "",
+        ]
     if "e2e" in results:
         e = results["e2e"]
         lines += [
@@ -609,6 +775,24 @@ def write_results(results: dict) -> None:
             f"{r['identical_metrics']} |"
             for r in a["runs"]
         ] + [""]
+    if "first_run" in results:
+        f = results["first_run"]
+        busy = ", ".join(f"{rule} {s:.0f}" for rule, s in sorted(f["jobs"].items(), key=lambda kv: -kv[1])[:6])
+        lines += [
+            "## First run (the README's `snakemake --cores 2` in a fresh clone, after the install)",
+            "",
+            (
+                f"- {f['seconds']:.0f} s in all; a training job ran during {f['training_seconds']:.0f} s of it "
+                f"({f['training_share']:.0%}); load average {f['load_before']:.2f} before it started"
+            ),
+            f"- job seconds per rule (summed over its jobs, the longest): {busy}",
+            (
+                f"- classifier validation accuracy {f['classifier_val_accuracy']:.4f}; segmenter pixel accuracy "
+                f"{f['segmenter_pixel_accuracy']:.4f}, mean IoU per category "
+                + ", ".join(f"{c} {v:.4f}" for c, v in f["segmenter_mean_iou"].items())
+            ),
+            "",
+        ]
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -618,13 +802,23 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4000)
     parser.add_argument(
         "--only",
-        choices=["reduction", "linearity", "memory", "storage", "activations", "e2e", "ablation"],
+        choices=[
+            "reduction",
+            "linearity",
+            "memory",
+            "storage",
+            "activations",
+            "e2e",
+            "ablation",
+            "first-run",
+            "report",
+        ],
         action="append",
     )
     parser.add_argument("--ablation-images", type=int, default=1000, help="images of the ablation benchmark")
     parser.add_argument("--ablation-units", type=int, nargs=2, default=[2, 64], help="units timed: naive, tail")
     args = parser.parse_args()
-    chosen = args.only or ["reduction", "linearity", "memory", "storage", "activations"]
+    chosen = args.only or ["reduction", "linearity", "memory", "storage", "activations", "report"]
     results: dict = {}
     if "reduction" in chosen:
         bench_reduction(args.images, results)
@@ -636,10 +830,14 @@ def main() -> None:
         bench_storage(results)
     if "activations" in chosen:
         bench_activations(512, results)
+    if "report" in chosen:
+        bench_report(args.images, results)
     if "e2e" in chosen:
         bench_e2e(args.images, results)
     if "ablation" in chosen:
         bench_ablation(args.ablation_images, *args.ablation_units, results)
+    if "first-run" in chosen:
+        bench_first_run(results)
     print(json.dumps(results, indent=2))
     previous = ROOT / "benchmarks" / "results.json"
     merged = json.loads(previous.read_text()) if args.only and previous.exists() else {}

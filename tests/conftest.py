@@ -19,7 +19,8 @@ TINY = {
     "segmenter": {"kind": "dataset", "epochs": 1},
     "chunk_size": 20,
     "batch_size": 8,
-    "ablation": {"activate": False},  # the ablation tests switch it on; the others stay quick
+    "ablation": {"activate": False},  # the ablation and adversarial tests switch them on; the others stay quick
+    "adversarial": {"activate": False},
 }
 
 

@@ -57,6 +57,10 @@ def test_default_config_is_valid():
         ({"activations": {"threads": 0}}, "'activations.threads'"),
         ({"activations": {"autocast": "int8"}}, "'activations.autocast': 'int8' is not one of"),
         ({"union": "some"}, "'union': 'some' is not one of: all, category"),
+        ({"adversarial": {"epsilon": 1.5}}, "'adversarial.epsilon'"),
+        ({"adversarial": {"epsilon": -0.1}}, "'adversarial.epsilon'"),
+        ({"adversarial": {"pairs": [["lake-s"]]}}, "'adversarial.pairs'"),
+        ({"report": {"top_images": 0}}, "'report.top_images'"),
     ],
 )
 def test_bad_values_name_the_key(override, expected):

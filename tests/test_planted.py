@@ -84,20 +84,26 @@ def write_broden(root, n=24, side=32, seed=0, unlabelled_material=()):
     )
 
 
-def test_planted_units_are_recovered(workflow_factory, tmp_path):
+def planted_workflow(workflow_factory, tmp_path, unlabelled_material=(), **config):
+    """The planted model on a Broden folder written here, dissected with the dataset's labels at q = 16/256."""
     root = tmp_path / "broden"
-    write_broden(root)
+    write_broden(root, unlabelled_material=unlabelled_material)
     model_file = tmp_path / "planted.py"
     model_file.write_text(PLANTED_MODEL)
-    wf = workflow_factory(
+    return workflow_factory(
         {
             "dataset": {"kind": "broden", "root": str(root), "split": None},
             "model": planted_model(model_file),
             "segmenter": {"kind": "dataset"},
             "quantile": 16 / 256,
             "chunk_size": 10,
+            **config,
         }
     )
+
+
+def test_planted_units_are_recovered(workflow_factory, tmp_path):
+    wf = planted_workflow(workflow_factory, tmp_path)
     wf.run()
     units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv", keep_default_na=False)
     assert list(units["label"]) == ["square", "paint", ""]
@@ -113,21 +119,8 @@ def test_planted_units_are_recovered(workflow_factory, tmp_path):
 def test_category_union_counts_a_unit_only_over_images_of_the_category(workflow_factory, tmp_path):
     """Six images show the green square without any material label: the plain union counts the paint unit's
     activation there (IoU 18/24), the category-restricted union does not (IoU 1); hand-computed counts."""
-    root = tmp_path / "broden"
     unlabelled = (1, 5, 8, 13, 17, 22)
-    write_broden(root, unlabelled_material=unlabelled)
-    model_file = tmp_path / "planted.py"
-    model_file.write_text(PLANTED_MODEL)
-    wf = workflow_factory(
-        {
-            "dataset": {"kind": "broden", "root": str(root), "split": None},
-            "model": planted_model(model_file),
-            "segmenter": {"kind": "dataset"},
-            "quantile": 16 / 256,
-            "chunk_size": 10,
-            "union": "all",
-        }
-    )
+    wf = planted_workflow(workflow_factory, tmp_path, unlabelled_material=unlabelled, union="all")
     wf.run()
     units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv", keep_default_na=False)
     np.testing.assert_allclose(units["material_iou"], [0.0, 18 / 24, 0.0])

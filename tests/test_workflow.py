@@ -99,11 +99,16 @@ def test_incremental_reruns(workflow_factory):
     base = wf.config
 
     wf.set_config({**base, "iou_threshold": 0.1})
-    assert wf.dry_run_jobs() == {"label_units": 1, "layer_figure": 1, "summary": 1, "all": 1}
-    assert wf.dry_run_jobs("dissect") == {"label_units": 1, "layer_figure": 1, "summary": 1, "dissect": 1}
+    labels = {"label_units": 1, "layer_figure": 1, "summary": 1}
+    pages = {"layer_report": 1, "report_index": 1}  # the top images are not searched again
+    assert wf.dry_run_jobs() == labels | pages | {"all": 1}
+    assert wf.dry_run_jobs("dissect") == labels | {"dissect": 1}
 
     wf.set_config({**base, "union": "category"})
-    assert wf.dry_run_jobs() == {"tally": 1, "label_units": 1, "layer_figure": 1, "summary": 1, "all": 1}
+    assert wf.dry_run_jobs() == {"tally": 1} | labels | pages | {"all": 1}
+
+    wf.set_config({**base, "report": {"top_images": 3}})
+    assert wf.dry_run_jobs() == {"top_images_chunk": 2} | pages | {"all": 1}
 
     wf.set_config({**base, "quantile": 0.02})
     jobs = wf.dry_run_jobs()
@@ -123,7 +128,7 @@ def test_incremental_reruns(workflow_factory):
 def test_trained_classifier_and_segmenter_report_their_quality(workflow_factory):
     wf = workflow_factory({"segmenter": {"kind": "trained", "epochs": 1}, "model": {"layers": ["conv4"]}})
     wf.run()
-    training = json.loads((wf.results / "model" / "training.json").read_text())
+    training = json.loads(next((wf.folder / "results" / "cache").glob("classifier-*/training.json")).read_text())
     assert 0 <= training["val_accuracy"] <= 1 and len(training["classes"]) == 6
     quality = json.loads((wf.results / "segmenter" / "quality.json").read_text())
     assert set(quality["categories"]) == {"color", "object", "part", "material"}

@@ -16,9 +16,12 @@ from .training import Schedule, fit, torch_threads
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Fraction of correctly classified samples."""
+    """Fraction of correctly classified samples (channels-last batches: faster convolutions on CPU)."""
     model.eval()
-    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
+    batches = zip(x.split(batch_size), y.split(batch_size))
+    correct = sum(
+        int((model(xb.contiguous(memory_format=torch.channels_last)).argmax(1) == yb).sum()) for xb, yb in batches
+    )
     return correct / len(y)
 
 
@@ -42,6 +45,7 @@ def train_classifier(
     seed: int,
     threads: int = 2,
     augment: bool = True,
+    autocast: str | None = None,
     log: Callable[[str], object] = print,
 ) -> tuple[nn.Module, dict]:
     """Train ``scene_cnn`` deterministically (AdamW, one-cycle schedule, optional horizontal flips).
@@ -58,7 +62,8 @@ def train_classifier(
         seed: seed of initialisation, shuffles and augmentation (same seed and threads: same weights).
         threads: torch CPU threads while training.
         augment: flip images horizontally at random.
-        log: receives one progress line per epoch.
+        autocast: None (float32), or "bfloat16" for the forward passes of training.
+        log: receives one line per epoch, and progress lines.
 
     Returns:
         The model in eval mode, and metrics ``train_accuracy``, ``val_accuracy`` (None without validation
@@ -74,7 +79,7 @@ def train_classifier(
         logits = model(x.contiguous(memory_format=torch.channels_last))
         return F.cross_entropy(logits, y), {"train accuracy": int((logits.argmax(1) == y).sum())}
 
-    schedule = Schedule(epochs, batch_size, lr, seed, threads, weight_decay=5e-4)
+    schedule = Schedule(epochs, batch_size, lr, seed, threads, weight_decay=5e-4, autocast=autocast)
     model, trained = fit(lambda: scene_cnn(num_classes), len(y_train), batch_loss, schedule, flips=augment, log=log)
     with torch_threads(threads):
         metrics = {

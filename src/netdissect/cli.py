@@ -35,13 +35,32 @@ def layer_summary(layer: str, units: pd.DataFrame, top: int) -> str:
     return "\n".join(lines)
 
 
-def summary(run: str, top: int) -> str:
-    """The summary of every dissected layer of a finished run."""
+def summary(run: str, top: int, layers: Sequence[str] | None = None) -> str:
+    """The summary of the given layers (default: every dissected layer) of a finished run."""
     layout = RunLayout(run)
-    layers = layout.dissected_layers()
+    layers = layers or layout.dissected_layers()
     if not layers:
         raise NetdissectError(f"{run}: no dissected layers (no dissect/<layer>/units.csv); is the run finished?")
     return "\n\n".join(layer_summary(layer, read_units(layout.units(layer)), top) for layer in layers)
+
+
+def finished_run(run: str, layers: Sequence[str], reports: Sequence[str], top: int = 5) -> str:
+    """What a finished run prints last: each layer's detectors, and where its tables, figures and reports are.
+
+    Args:
+        run: the run folder, ``results/<run>``.
+        layers: the layers it dissected.
+        reports: other files to point at (training and segmenter quality reports).
+        top: units to list per layer.
+    """
+    layout = RunLayout(run)
+    where = [
+        f"tables:  {layout.summary()}, {layout.units('<layer>')} ({', '.join(layers)})",
+        f"figures: {layout.detectors_figure('<layer>')}",
+        *(f"report:  {path}" for path in reports),
+        f"again:   netdissect summary {run}",
+    ]
+    return "\n\n".join([summary(run, top, layers), "\n".join(where)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,10 @@
 Every method takes the names it needs (layer, chunk, round) and returns a path string; passing Snakemake
 wildcards such as ``"{layer}"`` gives the rule's pattern, passing real names gives the file.
 
+What runs share lives beside them, under ``results/cache/<kind>-<key>/`` (:class:`CacheLayout`): the synthetic
+world and the networks trained here, keyed by a digest of the values they depend on (``netdissect.plan``), so a
+run that changes only what it dissects finds them, and runs with different values never share a file.
+
 Generator layers share the layer namespace of the classifier's: a generator's module ``layer4`` is dissected as
 the layer ``gan.layer4`` (:func:`generator_layer`), so every threshold and tally rule serves it unchanged.
 """
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GENERATOR_PREFIX = "gan."
+CACHE = "cache"  # results/cache holds what runs share; no run may take this name
 
 
 def generator_layer(module: str) -> str:
@@ -43,23 +48,8 @@ class RunLayout:
         return "/".join((self.root, *parts))
 
     # inputs of the dissection
-    def world(self) -> str:
-        return self._path("world")
-
     def index(self) -> str:
         return self._path("data", "index.csv")
-
-    def classifier(self) -> str:
-        return self._path("model", "classifier.pt")
-
-    def classifier_metrics(self) -> str:
-        return self._path("model", "training.json")
-
-    def segmenter(self) -> str:
-        return self._path("segmenter", "segnet.pt")
-
-    def segmenter_metrics(self) -> str:
-        return self._path("segmenter", "training.json")
 
     def segmenter_quality(self) -> str:
         return self._path("segmenter", "quality.json")
@@ -154,9 +144,67 @@ class RunLayout:
         found = Path(self.root, "dissect").glob("*/units.csv")
         return sorted(p.parent.name for p in found)
 
+    # the report: each unit's top images (per-chunk states, merged by the layer's page), pages and figures
+    def top_images_state(self, layer: str, chunk: str) -> str:
+        return self._path("topk", layer, f"{chunk}.npz")
+
+    def report_index(self) -> str:
+        return self._path("report", "index.html")
+
+    def report_layer(self, layer: str) -> str:
+        """The folder of a layer's page: index.html, figures, top.csv and units/<unit>.png strips."""
+        return self._path("report", layer)
+
+    def report_figure(self, name: str, kind: str = "png") -> str:
+        return self._path("report", f"{name}.{kind}")
+
+    # the adversarial analysis
+    def adversarial_units(self, layer: str) -> str:
+        return self._path("adversarial", layer, "units.csv")
+
+    def adversarial_summary(self) -> str:
+        return self._path("adversarial", "summary.csv")
+
+    def adversarial_figure(self) -> str:
+        return self._path("adversarial", "adversarial.png")
+
     # logs and benchmarks of the jobs
     def log(self, *parts: str) -> str:
         return self._path("logs", *parts[:-1], f"{parts[-1]}.log")
 
     def benchmark(self, *parts: str) -> str:
         return self._path("benchmarks", *parts[:-1], f"{parts[-1]}.tsv")
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """Paths of what runs share: one folder ``<kind>-<key>`` per synthetic world or trained network.
+
+    Attributes:
+        root: the cache folder, ``results/cache``.
+    """
+
+    root: str
+
+    @classmethod
+    def of_results(cls, results: str | Path = "results") -> CacheLayout:
+        return cls(str(Path(results) / CACHE))
+
+    def entry(self, kind: str, key: str, name: str) -> str:
+        """A file of the entry ``<kind>-<key>``: its outputs, log and benchmark sit together."""
+        return "/".join((self.root, f"{kind}-{key}", name))
+
+    def world(self, key: str) -> str:
+        return self.entry("world", key, "world")
+
+    def classifier(self, key: str) -> str:
+        return self.entry("classifier", key, "classifier.pt")
+
+    def classifier_metrics(self, key: str) -> str:
+        return self.entry("classifier", key, "training.json")
+
+    def segmenter(self, key: str) -> str:
+        return self.entry("segmenter", key, "segnet.pt")
+
+    def segmenter_metrics(self, key: str) -> str:
+        return self.entry("segmenter", key, "training.json")

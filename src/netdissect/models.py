@@ -328,6 +328,11 @@ def preprocess(
     return x.sub_(m).div_(s)
 
 
+def normalization(spec: ModelSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel (mean, std) that the model's input is normalised with, after scaling pixels to [0, 1]."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if spec.normalize == "imagenet" else ((0.0,) * 3, (1.0,) * 3)
+
+
 def load_model(spec: ModelSpec, trained_weights: str | None, device: str):
     """Build the model on its device for inference, with its input normalisation.
 
@@ -344,7 +349,7 @@ def load_model(spec: ModelSpec, trained_weights: str | None, device: str):
     model = build_model(spec.resolved(trained_weights))
     torch_device = torch.device(device)
     model.to(torch_device, memory_format=torch.channels_last).eval()  # channels-last convolutions run faster
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if spec.normalize == "imagenet" else ((0.0,) * 3, (1.0,) * 3)
+    mean, std = normalization(spec)
 
     def normalise(images: np.ndarray) -> torch.Tensor:
         return preprocess(images, mean, std).contiguous(memory_format=torch.channels_last)

@@ -7,12 +7,13 @@ depend only on its own rows, so growing ``dataset.size`` adds chunks without tou
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError
 from .datasets import Dataset, DatasetError, Record, open_dataset
-from .layout import RunLayout
+from .layout import CacheLayout, RunLayout
 from .modelspec import TRAIN, ModelSpec
 from .provenance import digest
 
@@ -75,17 +76,35 @@ def run_dir(cfg: dict) -> Path:
     return Path("results") / cfg["run"]
 
 
+CACHE = CacheLayout.of_results("results")
+
+
+def world_params(cfg: dict) -> dict:
+    """Everything the synthetic world's content depends on."""
+    return {"seed": cfg["seed"], **cfg["synthetic"]}
+
+
+def world_key(cfg: dict) -> str:
+    """The synthetic world's cache key (``results/cache/world-<key>``)."""
+    return digest(world_params(cfg))
+
+
 def dataset_root(cfg: dict) -> Path:
-    """The Broden-format or image folder the run reads (the synthetic world lives in the run folder)."""
+    """The Broden-format or image folder the run reads (the synthetic world's is in the cache)."""
     if cfg["dataset"]["kind"] == "synthetic":
-        return run_dir(cfg) / "world"
+        return Path(CACHE.world(world_key(cfg)))
     return Path(cfg["dataset"]["root"])
+
+
+def training_source(cfg: dict) -> dict:
+    """The dataset a network trained here learns from: its train split, validated on val (whatever is dissected)."""
+    kind = "imagefolder" if cfg["dataset"]["kind"] == "imagefolder" else "broden"
+    return {"kind": kind, "root": str(dataset_root(cfg))}
 
 
 def source_spec(cfg: dict) -> dict:
     """The few config values that say which rows a chunk reads (passed to chunk jobs as params)."""
-    kind = "imagefolder" if cfg["dataset"]["kind"] == "imagefolder" else "broden"
-    return {"kind": kind, "root": str(dataset_root(cfg)), "split": cfg["dataset"]["split"]}
+    return training_source(cfg) | {"split": cfg["dataset"]["split"]}
 
 
 def open_source(spec: dict) -> Dataset:
@@ -233,17 +252,86 @@ def scene_classes(cfg: dict) -> tuple[list[int], list[str]]:
     return [int(i) for i, _ in rows], [str(n) for _, n in rows]
 
 
+def native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), read from Linux's cpuinfo flags.
+
+    Args:
+        cpuinfo: the file listing the CPU flags (none elsewhere than Linux: False).
+    """
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+def training_autocast(section: dict) -> str | None:
+    """The precision a training section asks for: ``auto`` is bfloat16 where the CPU computes it natively."""
+    if section["autocast"] != "auto":
+        return section["autocast"]
+    return "bfloat16" if native_bfloat16() else None
+
+
+def _trained_network(section: dict) -> dict:
+    """A training section's values as the training stage takes them (``auto`` resolved)."""
+    return section | {"autocast": training_autocast(section)}
+
+
+def adversarial_classes(cfg: dict) -> tuple[list[int], list[str]]:
+    """(scene ids, names) of the model's outputs, for the adversarial analysis, with its class pairs checked.
+
+    Raises:
+        ConfigError: the model's class names are unknown (only a classifier trained here knows them), or a pair
+            names a class the model does not have.
+    """
+    if cfg["model"]["weights"] != TRAIN:
+        raise ConfigError(
+            "config key 'adversarial.activate': the attack needs the names of the model's classes, known for "
+            "scene_cnn trained here (model.weights: train); set adversarial.activate: false"
+        )
+    ids, names = scene_classes(cfg)
+    for source, target in cfg["adversarial"]["pairs"] or []:
+        for name in (source, target):
+            if name not in names:
+                raise ConfigError(
+                    f"config key 'adversarial.pairs': the model has no class {name!r} (classes: {', '.join(names)})"
+                )
+        if source == target:
+            raise ConfigError(f"config key 'adversarial.pairs': [{source}, {target}] attacks a class towards itself")
+    return ids, names
+
+
 def classifier_params(cfg: dict) -> dict:
-    """Everything the classifier trained here depends on."""
+    """Everything the classifier trained here depends on (the params of its rule and its cache key's values)."""
     ids, names = scene_classes(cfg)
     return {
-        "source": source_spec(cfg),
+        "source": training_source(cfg),
         "resize": cfg["dataset"]["resize"],
         "scene_ids": ids,
         "scene_names": names,
         "seed": cfg["seed"],
-        **cfg["classifier"],
+        **_trained_network(cfg["classifier"]),
     }
+
+
+def segmenter_params(cfg: dict, image_size: tuple[int, int]) -> dict:
+    """Everything the segmenter trained on the synthetic world depends on (its rule's params and cache key)."""
+    pixel, image = synthetic_vocabulary()
+    section = _trained_network(cfg["segmenter"])
+    return {
+        "source": training_source(cfg),
+        "resize": cfg["dataset"]["resize"],
+        "image_size": list(image_size),
+        "pixel_vocabulary": pixel,
+        "image_vocabulary": image,
+        "seed": cfg["seed"],
+        **{k: section[k] for k in ("epochs", "batch_size", "lr", "autocast")},
+    }
+
+
+def cache_key(params: dict) -> str:
+    """The cache key of what a rule makes from these params alone (the world's, a trained network's)."""
+    return digest(params)
 
 
 def file_or_config_digest(path: str | None, fallback) -> str:
@@ -266,7 +354,7 @@ def model_spec(cfg: dict) -> ModelSpec:
     trained_here = section["weights"] == TRAIN
     if trained_here:
         section["num_classes"] = len(scene_classes(cfg)[0])
-    weights = file_or_config_digest(None if trained_here else section["weights"], classifier_params(cfg))
+    weights = cache_key(classifier_params(cfg)) if trained_here else file_or_config_digest(section["weights"], None)
     factory = section["factory"].rsplit(":", 1)[0] if section["factory"] else None
     code = file_or_config_digest(factory, factory)
     precision = cfg["activations"]["autocast"]  # a lower-precision forward makes different activations

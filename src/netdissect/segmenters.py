@@ -109,6 +109,7 @@ def train_segmenter(
     lr: float,
     seed: int,
     threads: int = 2,
+    autocast: str | None = None,
     log: Callable[[str], object] = print,
 ) -> tuple[SegNet, dict]:
     """Train a SegNet deterministically (summed cross-entropy of all heads, AdamW, one-cycle, random flips).
@@ -123,7 +124,8 @@ def train_segmenter(
         lr: peak learning rate.
         seed: seed of initialisation, shuffles and flips (same seed and threads: same weights).
         threads: torch CPU threads while training.
-        log: receives one progress line per epoch.
+        autocast: None (float32), or "bfloat16" for the forward passes of training.
+        log: receives one line per epoch, and progress lines.
 
     Returns:
         The model in eval mode, and metrics: per-head training ``pixel_accuracy`` (over labelled pixels) and
@@ -151,7 +153,8 @@ def train_segmenter(
         ) + sum(F.cross_entropy(image_logits[c], t[index]) for c, t in image.items())
         return loss, {}
 
-    model, trained = fit(build, n, batch_loss, Schedule(epochs, batch_size, lr, seed, threads, 1e-4), log=log)
+    schedule = Schedule(epochs, batch_size, lr, seed, threads, 1e-4, autocast)
+    model, trained = fit(build, n, batch_loss, schedule, log=log)
     with torch_threads(threads):
         planes, image_ids = predict_labels(model, images, vocab)
     metrics = {
@@ -196,7 +199,7 @@ def predict_labels(
     labels = np.zeros((n, len(image_ids)), np.int64)
     for begin in range(0, n, batch_size):
         batch = slice(begin, begin + batch_size)
-        pixel_logits, image_logits = model(preprocess(images[batch]))
+        pixel_logits, image_logits = model(preprocess(images[batch]).contiguous(memory_format=torch.channels_last))
         for i, (c, table) in enumerate(zip(vocab.pixel, pixel_ids)):
             planes[batch, i] = table[pixel_logits[c].argmax(1).numpy()]
         for j, (c, table) in enumerate(zip(vocab.image, image_ids)):

@@ -2,7 +2,8 @@
 
 Training is deterministic for a seed and a thread count: the global torch seed is set before the network is
 built, and one generator seeded alike draws every shuffle and every flip. The loop is AdamW with a one-cycle
-schedule over channels-last tensors; what a batch costs is the caller's ``batch_loss``.
+schedule over channels-last tensors, optionally under bfloat16 autocast (the forward pass and the loss); what a
+batch costs is the caller's ``batch_loss``. Progress lines count the steps and estimate the time left.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .progress import progress
 
 # batch_loss(model, index, flip) -> (loss, counts): index selects the batch's samples, flip (bool (n, 1, 1, 1))
 # says which of them to mirror (None when flips are off); counts are summed over the epoch and logged per sample.
@@ -31,6 +34,7 @@ class Schedule:
         seed: seed of initialisation, shuffles and flips.
         threads: torch CPU threads while training.
         weight_decay: AdamW's decoupled weight decay.
+        autocast: None (float32), or the torch dtype name of the forward pass and loss ("bfloat16").
     """
 
     epochs: int
@@ -39,6 +43,7 @@ class Schedule:
     seed: int
     threads: int = 2
     weight_decay: float = 0.0
+    autocast: str | None = None
 
 
 @contextmanager
@@ -114,7 +119,8 @@ def fit(
         batch_loss: the loss of one batch, and counts to report (see ``BatchLoss``).
         schedule: epochs, batch size, learning rate, seed, threads, weight decay.
         flips: draw a horizontal flip per sample and pass it to ``batch_loss``.
-        log: receives one line per epoch with the epoch's mean loss, the counts per sample and the times.
+        log: receives one line per epoch with the epoch's mean loss, the counts per sample, the epoch's own
+            seconds and the total so far, and progress lines (steps done, total, time left).
 
     Returns:
         The network in eval mode (contiguous memory format), and ``loss`` (the last epoch's mean) and ``seconds``.
@@ -129,6 +135,8 @@ def fit(
         optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
         steps = max(1, batch_count(samples, schedule.batch_size) * schedule.epochs)
         one_cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=schedule.lr, total_steps=steps)
+        precision = getattr(torch, schedule.autocast) if schedule.autocast else None
+        steps_done = progress(total=steps, what="training", unit="steps", log=log)
         loss_mean = float("nan")
         for epoch in range(schedule.epochs):
             epoch_start = time.perf_counter()
@@ -136,11 +144,13 @@ def fit(
             loss_sum, seen, sums = 0.0, 0, {}
             for index in seeded_batches(samples, schedule.batch_size, generator):
                 flip = random_flips(len(index), generator) if flips else None
-                loss, counts = batch_loss(model, index, flip)
+                with torch.autocast("cpu", precision, enabled=precision is not None):
+                    loss, counts = batch_loss(model, index, flip)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 one_cycle.step()
+                steps_done.update()
                 loss_sum += loss.item() * len(index)
                 seen += len(index)
                 for name, count in counts.items():
@@ -152,5 +162,6 @@ def fit(
                 f"epoch {epoch + 1}/{schedule.epochs}: loss {loss_mean:.4f}{rates}, "
                 f"{now - epoch_start:.1f}s (total {now - start:.1f}s)"
             )
+        steps_done.close()
         model.to(memory_format=torch.contiguous_format).eval()
     return model, {"loss": loss_mean, "seconds": time.perf_counter() - start}

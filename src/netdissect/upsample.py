@@ -363,9 +363,9 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     geom = geometry(h, w, *size)
     flat = maps.reshape(-1, h, w).astype(np.float32)
     out = np.zeros((flat.shape[0], size[0] * size[1]), np.float32)
+    corners = corner_values(flat, geom)
     for g in range(geom.num_cells):
-        corners = corner_values(flat, geom)[:, g]
-        values = cell_pixel_values(corners, np.full(len(flat), g), geom)
+        values = cell_pixel_values(corners[:, g], np.full(len(flat), g), geom)
         valid = geom.pixels[g] >= 0
         out[:, geom.pixels[g][valid]] = values[:, valid]
     return out.reshape(*lead, *size)

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from netdissect import ablationplan as ndablationplan
 from netdissect import config as ndconfig
 from netdissect import plan as ndplan
+from netdissect.cli import finished_run
 from netdissect.errors import NetdissectError
 from netdissect.layout import RunLayout
 from netdissect.provenance import digest
@@ -48,6 +49,7 @@ except NetdissectError as error:
 
 RUN = str(PLAN.run_dir)
 OUT = RunLayout(RUN)
+CACHE = ndplan.CACHE  # the world and trained networks, shared by runs with the same values
 CHUNKS = [c.name for c in PLAN.chunks]
 LAYERS = list(config["model"]["layers"])
 SOURCE = ndplan.source_spec(config)
@@ -60,11 +62,6 @@ SCRIPT = "../scripts/stage.py"
 wildcard_constraints:
     chunk=ndplan.CHUNK_PATTERN,
     layer="|".join(re.escape(layer) for layer in LAYERS),
-
-
-def world_params():
-    """The synthetic world's parameters (its content depends on nothing else)."""
-    return {"seed": config["seed"], **config["synthetic"]}
 
 
 def _check_inputs():
@@ -91,7 +88,7 @@ PENDING_LAYERS = [layer for layer in LAYERS if layer not in EXTRACTED_LAYERS]
 def get_source_input(wildcards=None):
     """What chunk jobs read: the synthetic world (a rule output) or the dataset's own index file."""
     if SYNTHETIC:
-        return OUT.world()
+        return CACHE.world(ndplan.world_key(config))
     if DATASET["kind"] == "broden":
         return str(Path(DATASET["root"]) / "index.csv")
     return []
@@ -114,12 +111,24 @@ def get_layer_chunks(path_of):
     return lambda wildcards: [path_of(wildcards.layer, c) for c in CHUNKS]
 
 
+CLASSIFIER = ndplan.classifier_params(config) if MODEL.trained_here else None
+CLASSIFIER_KEY = ndplan.cache_key(CLASSIFIER) if MODEL.trained_here else None
+
+
 def get_weights_input():
-    return {"weights": OUT.classifier()} if MODEL.trained_here else {}
+    return {"weights": CACHE.classifier(CLASSIFIER_KEY)} if MODEL.trained_here else {}
 
 
 def is_trained_segmenter():
     return SEGMENTER["kind"] == "trained"
+
+
+TRAINED_SEGMENTER = ndplan.segmenter_params(config, PLAN.image_size) if is_trained_segmenter() else None
+SEGMENTER_KEY = ndplan.cache_key(TRAINED_SEGMENTER) if is_trained_segmenter() else None
+
+
+def get_segmenter_input(wildcards=None):
+    return {"segmenter": CACHE.segmenter(SEGMENTER_KEY)} if is_trained_segmenter() else {}
 
 
 def gpu_resources(uses_model=True):
@@ -135,15 +144,16 @@ def runtime(base, per_image):
     return lambda wildcards: int(base + per_image * config["chunk_size"])
 
 
+def get_report_paths():
+    """The training and segmenter quality reports of the run (the classifier's lives in the cache)."""
+    reports = [CACHE.classifier_metrics(CLASSIFIER_KEY)] if MODEL.trained_here else []
+    return reports + ([OUT.segmenter_quality()] if is_trained_segmenter() else [])
+
+
 def get_dissect_outputs():
     """The dissection target: every layer's units and figure, the summary, the training and segmenter reports."""
     outputs = [path for layer in LAYERS for path in (OUT.units(layer), OUT.detectors_figure(layer))]
-    outputs += [OUT.summary(), OUT.index()]
-    if MODEL.trained_here:
-        outputs.append(OUT.classifier_metrics())
-    if is_trained_segmenter():
-        outputs.append(OUT.segmenter_quality())
-    return outputs
+    return outputs + [OUT.summary(), OUT.index()] + get_report_paths()
 
 
 def get_ablation_outputs():
@@ -152,3 +162,39 @@ def get_ablation_outputs():
         return []
     paths = (OUT.sweeps, OUT.ablation_table, OUT.ranking, OUT.importance, OUT.sweeps_figure, OUT.ablation_provenance)
     return [path(layer) for layer in ABLATION.layers for path in paths]
+
+
+def get_report_outputs():
+    """The report target: the overview page and every layer's page."""
+    return [OUT.report_index()] + [OUT.report_layer(layer) for layer in LAYERS]
+
+
+def get_report_inputs(wildcards):
+    """What the overview shows besides the dissection: training reports and the switched-on stages' results."""
+    inputs = {}
+    if MODEL.trained_here:
+        inputs["classifier_metrics"] = CACHE.classifier_metrics(CLASSIFIER_KEY)
+    if is_trained_segmenter():
+        inputs["segmenter_quality"] = OUT.segmenter_quality()
+    if is_activated("adversarial"):
+        inputs |= {"adversarial_summary": OUT.adversarial_summary(), "adversarial_figure": OUT.adversarial_figure()}
+        inputs["adversarial_units"] = [OUT.adversarial_units(layer) for layer in LAYERS]
+    return inputs
+
+
+def get_adversarial_outputs():
+    """The adversarial target: every layer's units table, the summary and its figure (none when switched off)."""
+    if not is_activated("adversarial"):
+        return []
+    return [OUT.adversarial_units(layer) for layer in LAYERS] + [OUT.adversarial_summary(), OUT.adversarial_figure()]
+
+
+def get_ablation_layers():
+    """The layers the ablation stage ranks units on (its single-unit tables), when it is switched on."""
+    return list(ABLATION.layers) if is_activated("ablation") else []
+
+
+def get_adversarial_ranking_input(wildcards):
+    """The ablation's single-unit tables: the adversarial analysis ranks those layers' units by them."""
+    layers = get_ablation_layers()
+    return {"ablation": [OUT.single_unit(layer) for layer in layers]} if layers else {}

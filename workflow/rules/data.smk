@@ -1,17 +1,18 @@
 # Data stage: the synthetic world (when used) and the index of the dissected images.
 
 if SYNTHETIC:
+    WORLD_KEY = ndplan.world_key(config)
 
     rule synthesize:
         output:
-            world=directory(OUT.world()),
+            world=directory(CACHE.world(WORLD_KEY)),
         params:
-            **world_params(),
-        threads: 1
+            **ndplan.world_params(config),
+        threads: 2
         log:
-            OUT.log("synthesize"),
+            CACHE.entry("world", WORLD_KEY, "synthesize.log"),
         benchmark:
-            OUT.benchmark("synthesize")
+            CACHE.entry("world", WORLD_KEY, "synthesize.tsv")
         resources:
             mem_mb=2000,
             runtime=60,

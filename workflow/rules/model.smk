@@ -6,15 +6,15 @@ if MODEL.trained_here:
         input:
             source=get_source_input(),
         output:
-            weights=OUT.classifier(),
-            metrics=OUT.classifier_metrics(),
+            weights=CACHE.classifier(CLASSIFIER_KEY),
+            metrics=CACHE.classifier_metrics(CLASSIFIER_KEY),
         params:
-            **ndplan.classifier_params(config),
-        threads: 2
+            **CLASSIFIER,
+        threads: 1
         log:
-            OUT.log("train_classifier"),
+            CACHE.entry("classifier", CLASSIFIER_KEY, "train_classifier.log"),
         benchmark:
-            OUT.benchmark("train_classifier")
+            CACHE.entry("classifier", CLASSIFIER_KEY, "train_classifier.tsv")
         resources:
             mem_mb=4000,
             runtime=120,

@@ -26,23 +26,16 @@ if is_trained_segmenter():
         input:
             source=get_source_input(),
         output:
-            segmenter=OUT.segmenter(),
-            metrics=OUT.segmenter_metrics(),
+            segmenter=CACHE.segmenter(SEGMENTER_KEY),
+            metrics=CACHE.segmenter_metrics(SEGMENTER_KEY),
         params:
-            source=SOURCE,
-            resize=DATASET["resize"],
-            image_size=PLAN.image_size,
-            pixel_vocabulary=ndplan.synthetic_vocabulary()[0],
-            image_vocabulary=ndplan.synthetic_vocabulary()[1],
-            seed=config["seed"],
-            epochs=SEGMENTER["epochs"],
-            batch_size=SEGMENTER["batch_size"],
-            lr=SEGMENTER["lr"],
-        threads: 2
+            **TRAINED_SEGMENTER,
+        threads: 1
+        priority: 1  # the longest job, and labelling waits for it: start it first
         log:
-            OUT.log("train_segmenter"),
+            CACHE.entry("segmenter", SEGMENTER_KEY, "train_segmenter.log"),
         benchmark:
-            OUT.benchmark("train_segmenter")
+            CACHE.entry("segmenter", SEGMENTER_KEY, "train_segmenter.tsv")
         resources:
             mem_mb=4000,
             runtime=120,
@@ -71,7 +64,7 @@ if is_trained_segmenter():
 
 rule segment_chunk:
     input:
-        unpack(lambda wildcards: {"segmenter": OUT.segmenter()} if is_trained_segmenter() else {}),
+        unpack(get_segmenter_input),
         source=get_source_input(),
         concepts=OUT.concepts(),
     output:

@@ -43,6 +43,10 @@ STAGES = {
     "ablation_sweep": "ablation:ablation_sweep",
     "ablation_sweeps": "ablation:ablation_sweeps",
     "ablation_report": "ablation:ablation_report",
+    "top_images_chunk": "topimages:top_images_chunk",
+    "layer_report": "report:layer_report",
+    "report_index": "report:report_index",
+    "adversarial_attack": "adversarial:adversarial",
 }
 
 

@@ -13,6 +13,7 @@ import torch
 
 from ..modelspec import ModelSpec
 from ..plan import chunk_records
+from ..progress import progress
 from ..provenance import record
 from ..stores import GroupWriter
 from . import StageError
@@ -153,7 +154,11 @@ def activations_chunk(job) -> None:
         return {"provenance": record("activations", settings, inputs), "skipped": skipped.entries, "layer": layer}
 
     start = time.time()
-    source = image_source(records, p, normalise, skipped)
+    batches = -(-len(records) // p.batch_size)
+    what = f"activations of rows {p.start}-{p.stop}"
+    source = progress(
+        image_source(records, p, normalise, skipped), total=batches, what=what, unit="batches", log=log.info
+    )
     empty = f"no readable images in rows {p.start}-{p.stop} of {p.source['root']}"
     stored = dump_layers(model, source, outputs, len(records), p.dtype, p.autocast, device, attributes, empty)
     seconds = time.time() - start

@@ -21,7 +21,7 @@ def synthesize(job) -> None:
     """Write the synthetic world (a Broden-format folder) with its train and val splits."""
     p = job.params
     start = time.time()
-    write_world(Path(job.output.world), p.seed, p.train_images, p.val_images, p.image_size)
+    write_world(Path(job.output.world), p.seed, p.train_images, p.val_images, p.image_size, job.threads, log.info)
     log.info("wrote %d images in %.1f s", p.train_images + p.val_images, time.time() - start)
 
 

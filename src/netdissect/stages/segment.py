@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..datasets import DatasetError, load_label_planes
 from ..plan import chunk_records, open_source
+from ..progress import progress
 from ..provenance import record as provenance_record
 from ..stores import open_group, write_group, write_json
 from ..tables import read_concepts, write_concepts
@@ -56,7 +57,7 @@ def _pad_stack(arrays: list[np.ndarray], axis_len: int, shape: tuple[int, ...]) 
 
 def _dataset_labels(records, label_size, skip: bool, skipped: Skipped):
     planes, image_ids, kept = [], [], []
-    for record in records:
+    for record in progress(records, what="labels", unit="images", log=log.info):
         try:
             p, ids = load_label_planes(record, label_size)
         except DatasetError as error:
@@ -91,7 +92,10 @@ def _model_labels(job, records, skipped: Skipped):
     else:
         model = _factory_segmenter(p.segmenter, p.allow_pickle)
     planes, image_ids, kept = [], [], []
-    for images, batch in image_batches(records, 32, p.image_size, p.resize, p.skip_bad_images, skipped):
+    batches = image_batches(records, 32, p.image_size, p.resize, p.skip_bad_images, skipped)
+    for images, batch in progress(
+        batches, total=-(-len(records) // 32), what=f"segmenting rows {p.start}-{p.stop}", unit="batches", log=log.info
+    ):
         if not batch:
             continue
         if kind == "trained":

@@ -10,6 +10,7 @@ import pandas as pd
 from .. import tallystore
 from ..iou import iou_matrix
 from ..iou import label_units as best_labels
+from ..progress import progress
 from ..provenance import record
 from ..quantile import threshold_in_interval
 from ..stores import load_state, open_group, provenance, require_same, write_json
@@ -58,7 +59,7 @@ def tally_chunk(job) -> None:
         raise StageError(f"{job.input.acts} has {acts.shape[1]} units but {job.input.bracket} {len(bracket['hi'])}")
     counts, pending = [], []
     batch = getattr(job.params, "read_batch", BATCH_IMAGES)
-    for start in range(0, acts.shape[0], batch):
+    for start in progress(range(0, acts.shape[0], batch), what=job.input.acts, unit="batches", log=log.info):
         where = position[start : start + batch]
         batch_counts, batch_pending = count_chunk(
             acts[start : start + batch].astype(np.float32),

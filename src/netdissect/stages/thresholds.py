@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import quantile as Q
+from ..progress import progress
 from ..stores import (
     load_state,
     open_group,
@@ -42,7 +43,7 @@ def _batches(store_path: str, images: int):
     """Yield float32 activation batches of a store, ``images`` at a time."""
     group = open_group(store_path)
     array = group["activations"]
-    for start in range(0, array.shape[0], images):
+    for start in progress(range(0, array.shape[0], images), what=store_path, unit="batches", log=log.info):
         yield array[start : start + images].astype(np.float32)
 
 

@@ -37,7 +37,7 @@ def _scene_targets(records: list[Record], scene_ids: list[int]) -> np.ndarray:
 
 
 def _schedule(job) -> dict:
-    """The training loop settings a rule passes (epochs, batch size, learning rate, seed, threads)."""
+    """The training loop settings a rule passes (epochs, batch size, learning rate, seed, threads, precision)."""
     p = job.params
     return {
         "epochs": p.epochs,
@@ -45,6 +45,7 @@ def _schedule(job) -> dict:
         "lr": p.lr,
         "seed": p.seed,
         "threads": job.threads,
+        "autocast": p.autocast,
         "log": log.info,
     }
 

@@ -12,11 +12,14 @@ The folder is built next to ``root`` and moved into place when complete.
 import csv
 import os
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..progress import progress
 from .render import Sample, render_sample
 from .vocabulary import (
     CATEGORIES,
@@ -30,26 +33,27 @@ INDEX_HEADER = ["image", "split", "ih", "iw", "sh", "sw", *PIXEL_CATEGORIES, *IM
 
 
 class _Stats:
-    """Per-concept image counts and summed pixel coverage over the world."""
+    """Per-concept image counts and labelled pixels over the world (integers: the sum is the same in any order)."""
 
     def __init__(self) -> None:
         """Start with zero counts for every concept."""
         n = len(CONCEPTS) + 1
         self.frequency = np.zeros(n, np.int64)
-        self.coverage = np.zeros(n, np.float64)
+        self.pixels = np.zeros(n, np.int64)
+        self.plane_pixels = 1
 
-    def add(self, sample: Sample) -> None:
+    def add(self, pixels: np.ndarray, image_concepts: tuple[int, int], plane_pixels: int) -> None:
         """Count the concepts of one sample.
 
         Args:
-            sample: rendered sample.
+            pixels: int (P, n) pixels of every concept in each of the sample's label planes.
+            image_concepts: its scene and texture ids (0: none).
+            plane_pixels: pixels of one label plane.
         """
-        n = len(self.frequency)
-        for plane in sample.planes.values():
-            fraction = np.bincount(plane.ravel(), minlength=n) / plane.size
-            self.frequency += fraction > 0
-            self.coverage += fraction
-        for concept in (sample.scene, sample.texture):
+        self.frequency += (pixels > 0).sum(0)
+        self.pixels += pixels.sum(0)
+        self.plane_pixels = plane_pixels
+        for concept in image_concepts:
             self.frequency[concept] += 1
         self.frequency[0] = 0
 
@@ -63,7 +67,7 @@ class _Stats:
             The mean fraction (0 for image-level concepts and absent ones).
         """
         count = self.frequency[concept]
-        return float(self.coverage[concept] / count) if count else 0.0
+        return float(self.pixels[concept] / self.plane_pixels / count) if count else 0.0
 
 
 def _label_png(plane: np.ndarray) -> Image.Image:
@@ -95,7 +99,30 @@ def _write_sample(images: Path, stem: str, sample: Sample) -> dict[str, str]:
     return cells
 
 
-def _write_images(folder: Path, seed: int, train_images: int, val_images: int, size: int) -> _Stats:
+def _write_row(task: tuple[Path, int, int, int, int]) -> tuple[list, np.ndarray, tuple[int, int], int]:
+    """Render one row and write its PNGs.
+
+    Args:
+        task: (the world's ``images`` folder, seed, row, image size, number of training rows).
+
+    Returns:
+        The row of index.csv, the per-plane concept pixel counts, the image-level concepts and the plane size.
+    """
+    images, seed, index, size, train_images = task
+    split = "train" if index < train_images else "val"
+    stem = f"synthetic/{split}/{index:06d}"
+    sample = render_sample(seed, index, size)
+    cells = _write_sample(images, stem, sample)
+    sh, sw = sample.planes["color"].shape
+    row = [f"{stem}.png", split, size, size, sh, sw, *(cells[cat] for cat in PIXEL_CATEGORIES)]
+    row += [sample.scene, sample.texture or ""]
+    pixels = np.stack([np.bincount(plane.ravel(), minlength=len(CONCEPTS) + 1) for plane in sample.planes.values()])
+    return row, pixels, (sample.scene, sample.texture), sh * sw
+
+
+def _write_images(
+    folder: Path, seed: int, train_images: int, val_images: int, size: int, workers: int, log: Callable
+) -> _Stats:
     """Render every row, write its PNGs and index.csv.
 
     Args:
@@ -104,6 +131,8 @@ def _write_images(folder: Path, seed: int, train_images: int, val_images: int, s
         train_images: number of training rows.
         val_images: number of validation rows.
         size: image size in pixels.
+        workers: processes rendering rows (rows come back in order, so the files never depend on it).
+        log: receives progress lines.
 
     Returns:
         Concept statistics of the world.
@@ -112,29 +141,17 @@ def _write_images(folder: Path, seed: int, train_images: int, val_images: int, s
     for split in ("train", "val"):
         (images / "synthetic" / split).mkdir(parents=True)
     stats = _Stats()
-    with open(folder / "index.csv", "w", newline="") as f:
+    rows = train_images + val_images
+    tasks = [(images, seed, index, size, train_images) for index in range(rows)]
+    with open(folder / "index.csv", "w", newline="") as f, ProcessPoolExecutor(workers) as pool:
         writer = csv.writer(f)
         writer.writerow(INDEX_HEADER)
-        for index in range(train_images + val_images):
-            split = "train" if index < train_images else "val"
-            stem = f"synthetic/{split}/{index:06d}"
-            sample = render_sample(seed, index, size)
-            stats.add(sample)
-            cells = _write_sample(images, stem, sample)
-            sh, sw = sample.planes["color"].shape
-            writer.writerow(
-                [
-                    f"{stem}.png",
-                    split,
-                    size,
-                    size,
-                    sh,
-                    sw,
-                    *(cells[cat] for cat in PIXEL_CATEGORIES),
-                    sample.scene,
-                    sample.texture or "",
-                ]
-            )
+        written = pool.map(_write_row, tasks, chunksize=32) if workers > 1 else map(_write_row, tasks)
+        for row, pixels, image_concepts, plane_pixels in progress(
+            written, total=rows, what="world", unit="images", log=log
+        ):
+            writer.writerow(row)
+            stats.add(pixels, image_concepts, plane_pixels)
     return stats
 
 
@@ -160,7 +177,15 @@ def _write_labels(folder: Path, stats: _Stats) -> None:
                 writer.writerow([code, c.id, c.label, int(stats.frequency[c.id]), f"{stats.mean_coverage(c.id):.6f}"])
 
 
-def write_world(root: Path, seed: int, train_images: int, val_images: int, image_size: int) -> None:
+def write_world(
+    root: Path,
+    seed: int,
+    train_images: int,
+    val_images: int,
+    image_size: int,
+    workers: int = 1,
+    log: Callable[[str], object] = print,
+) -> None:
     """Generate the synthetic world and write it atomically as a Broden folder.
 
     Row ``i`` (train rows first, then val rows) is ``render_sample(seed, i,
@@ -173,6 +198,8 @@ def write_world(root: Path, seed: int, train_images: int, val_images: int, image
         train_images: number of training images.
         val_images: number of validation images.
         image_size: image width and height in pixels (even).
+        workers: processes rendering rows; the files are the same for any number.
+        log: receives progress lines (images written, total, time left).
 
     Raises:
         FileExistsError: if ``root`` already exists.
@@ -187,7 +214,7 @@ def write_world(root: Path, seed: int, train_images: int, val_images: int, image
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        stats = _write_images(tmp, seed, train_images, val_images, image_size)
+        stats = _write_images(tmp, seed, train_images, val_images, image_size, workers, log)
         _write_labels(tmp, stats)
         os.replace(tmp, root)
     except BaseException:
