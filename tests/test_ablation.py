@@ -163,3 +163,22 @@ def test_graph_after_refuses_a_bypassed_layer() -> None:
     with pytest.raises(Exception, match="does not pass through"):
         graph_after(Skip(), "a")
     assert isinstance(cut(Skip(), "a"), HookedTail)
+
+
+def test_describe_counts_the_classes_the_claims_hold_for() -> None:
+    table = pd.DataFrame(
+        {
+            "class": ["a", "b", "c"],
+            "unchanged": [0.9, 0.9, 0.9],
+            "top_20": [0.5, 0.85, 0.9],
+            "all_but_top_20": [0.8, 0.55, 0.7],
+            "random_20": [0.8, 0.95, 0.9],  # a: drop 0.4 >= 3 x 0.1; b: random raises it; c: no drop at all
+            "chance": [0.5, 0.5, 0.5],
+        }
+    )
+    removal, kept = ablation.describe(table)
+    assert "for 2 of 3 classes (a, b)" in removal and "0.750 without the top 20" in removal
+    assert "left 2 of 3 classes" in kept and "(a, c; mean 0.683)" in kept
+    table.loc[0, "random_20"] = 0.75  # a's top drop (0.4) is now under 3 times the random drop (0.15)
+    assert "for 1 of 3 classes (b)" in ablation.describe(table)[0]
+    assert "No set sweep" in ablation.describe(table.drop(columns="all_but_top_20"))[0]

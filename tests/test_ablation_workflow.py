@@ -10,7 +10,7 @@ from base64 import b64encode
 
 import pandas as pd
 import pytest
-from conftest import SNAKEMAKE
+from conftest import SNAKEMAKE, merged
 from test_resume import wait_for
 
 from netdissect.ablationplan import chunk_range
@@ -54,13 +54,22 @@ def tables(wf) -> dict[str, bytes]:
 
 
 def test_killed_sweep_reruns_missing_chunks_and_chunking_changes_nothing(workflow_factory, tmp_path):
-    reference = workflow_factory(config(tmp_path, 1, 1), name="reference")
-    reference.run("ablation", cores=1)  # with the dissection, for the importance table and figures
+    # a model not trained here with a class list: the ablation, the attack and the report with both sections
+    reference = workflow_factory(merged(config(tmp_path, 1, 1), {"adversarial": {"activate": True}}), "reference")
+    reference.run("report", cores=1)
     sweeps = pd.read_csv(reference.results / "ablation" / "conv4" / "sweeps.csv")
     assert set(sweeps["kind"]) == {"none", "top", "all_but_top", "least", "random"}
     assert (reference.results / "ablation" / "conv4" / "sweeps.png").stat().st_size > 1000
     importance = pd.read_csv(reference.results / "ablation" / "conv4" / "importance.csv")
     assert len(importance) == 128 and importance["top_classes"].sum() == 6 * 4
+    summary = pd.read_csv(reference.results / "adversarial" / "summary.csv")
+    assert set(summary["ranking"]) == {"ablation"} and set(summary["source"]) <= set(sweeps["class"])
+    page = (reference.results / "report" / "index.html").read_text()
+    table = pd.read_csv(reference.results / "ablation" / "conv4" / "table.csv")
+    assert '<h2 id="ablation">Ablation</h2>' in page and '<h2 id="adversarial">' in page
+    assert f"<td>{table.loc[0, 'unchanged']:.3f}</td>" in page and "conv4: Removing the 20 units" in page
+    for link in ("../ablation/conv4/table.csv", "../ablation/conv4/ranking.csv", "../ablation/conv4/sweeps.png"):
+        assert f'"{link}"' in page and (reference.results / "report" / link).exists()
 
     wf = workflow_factory(config(tmp_path, 5, 3), name="killed")
     cmd = SNAKEMAKE + ["-d", str(wf.folder), "--configfile", str(wf.config_path), "--cores", "1", *targets(wf)]

@@ -13,6 +13,7 @@ from conftest import ROOT
 from PIL import Image
 
 from netdissect import plan
+from netdissect.classlabels import label_table
 from netdissect.config import ConfigError, resolve_exclusive, validate
 from netdissect.stages import stage_job
 from netdissect.stages.adversarial import adversarial
@@ -40,14 +41,18 @@ def run_stage(tmp_path, inputs=None, **settings):
     root = tmp_path / "colours"
     write_colours(root)
     out = tmp_path / "adversarial"
+    source = {"kind": "broden", "root": str(root), "split": None}
+    labels, _ = label_table(plan.open_source(source), list(COLOURS), None)  # the dataset's scene column
+    labels.to_csv(tmp_path / "labels.csv", index=False)
     params = {
-        "source": {"kind": "broden", "root": str(root), "split": None},
+        "source": source,
         "model": {"factory": f"{ROOT / 'tests' / 'basic_models.py'}:ChannelNet", "normalize": "none"},
         "resize": None,
         "device": "cpu",
         "seed": 0,
         "layers": ["features"],
-        "class_ids": [10, 11, 12],
+        "image_size": [4, 4],
+        "batch_size": 4,  # several batches
         "class_names": list(COLOURS),
         "ablation_layers": [],
         "split": "val",
@@ -59,7 +64,7 @@ def run_stage(tmp_path, inputs=None, **settings):
         "units": 1,
     }
     outputs = {"units": [str(out / "features" / "units.csv")], "summary": str(out / "summary.csv")}
-    inputs = {"source": str(root / "index.csv"), **(inputs or {})}
+    inputs = {"source": str(root / "index.csv"), "labels": str(tmp_path / "labels.csv"), **(inputs or {})}
     adversarial(stage_job(inputs, outputs | {"figure": str(out / "a.png")}, **params | settings))
     text = {"source_units": str, "target_units": str}
     return pd.read_csv(out / "summary.csv", dtype=text), pd.read_csv(outputs["units"][0])
@@ -103,10 +108,10 @@ def test_pairs_from_the_config_and_the_ablation_ranking(tmp_path):
     assert set(units["group"]) == {"both", "other"}  # unit 2 is among the first of both classes
 
 
-def test_classes_are_checked_before_any_job():
+def test_classes_are_checked_before_any_job(tmp_path):
     config = validate(copy.deepcopy(DEFAULT), SCHEMA)
-    ids, names = plan.adversarial_classes(config)
-    assert len(ids) == len(names) == 6 and "lake-s" in names
+    names = plan.adversarial_classes(config)
+    assert len(names) == 6 and "lake-s" in names
     config["adversarial"]["pairs"] = [["lake-s", "beach"]]
     with pytest.raises(ConfigError, match="'adversarial.pairs': the model has no class 'beach' \\(classes: "):
         plan.adversarial_classes(config)
@@ -114,13 +119,20 @@ def test_classes_are_checked_before_any_job():
     with pytest.raises(ConfigError, match="towards itself"):
         plan.adversarial_classes(config)
     config["model"]["weights"] = None
-    with pytest.raises(ConfigError, match="set adversarial.activate: false"):
+    with pytest.raises(ConfigError, match="set model.classes .*, or set adversarial.activate: false"):
         plan.adversarial_classes(config)
-    # a model not trained here switches the stage off, unless the user switched it on
+    class_list = tmp_path / "classes.txt"
+    class_list.write_text("cat\ndog\n")
+    config["model"]["classes"] = str(class_list)
+    config["adversarial"]["pairs"] = [["dog", "cat"]]
+    assert plan.adversarial_classes(config) == ["cat", "dog"]  # any model with a class list
+    # a model without class names switches the stage off, unless the user switched it on; a class list on
     other = {"model": {"name": "resnet18", "random_init": True}}
     assert resolve_exclusive(DEFAULT, [("f", other)])["adversarial"]["activate"] is False
     forced = {**other, "adversarial": {"activate": True}}
     assert resolve_exclusive(DEFAULT, [("f", forced)])["adversarial"]["activate"] is True
+    named = {"model": other["model"] | {"classes": str(class_list)}}
+    assert resolve_exclusive(DEFAULT, [("f", named)])["adversarial"]["activate"] is True
 
 
 def test_only_skipped_pairs_still_write_every_table(tmp_path):

@@ -305,3 +305,28 @@ def top_counts(class_rankings: Mapping[str, np.ndarray], units: int, top: int = 
     for order in class_rankings.values():
         counts[order[:top]] += 1
     return counts
+
+
+def describe(table: pd.DataFrame) -> list[str]:
+    """What a layer's ``table.csv`` (:func:`paper_table`) shows, in sentences, honest when the claim fails: how
+    many classes lose at least 3 times more balanced accuracy to their top-k units than to k random units, and
+    how many stay above chance with all but their top-k removed."""
+    k = max((int(c.removeprefix("all_but_top_")) for c in table.columns if c.startswith("all_but_top_")), default=0)
+    if not k or table.empty:
+        return ["No set sweep removed enough units for the table (every k in ablation.ks reaches the unit count)."]
+    top, random, kept = table[f"top_{k}"], table[f"random_{k}"], table[f"all_but_top_{k}"]
+    top_drop, random_drop = table["unchanged"] - top, table["unchanged"] - random
+    stronger = table.loc[(top_drop > 0) & (top_drop >= 3 * random_drop.clip(lower=0)), "class"]
+    above = table.loc[kept - table["chance"] >= 0.1, "class"]
+    return [
+        (
+            f"Removing the {k} units most important to a class lowered its balanced accuracy at least 3 times more "
+            f"than {k} random units for {len(stronger)} of {len(table)} classes ({', '.join(stronger) or 'none'}); "
+            f"mean over classes {table['unchanged'].mean():.3f} unchanged, {top.mean():.3f} without the top {k}, "
+            f"{random.mean():.3f} without {k} random units."
+        ),
+        (
+            f"Keeping only the top {k} units (all others removed) left {len(above)} of {len(table)} classes at least "
+            f"0.1 above chance ({', '.join(above) or 'none'}; mean {kept.mean():.3f})."
+        ),
+    ]

@@ -69,6 +69,11 @@ def model_classes(cfg: dict) -> list[str]:
     )
 
 
+def role_splits(cfg: dict) -> tuple[tuple[str, str | None], ...]:
+    """(role, split) for the ranking and evaluation roles of the ablation section (split None: every image)."""
+    return tuple((role, cfg["ablation"][f"{role}_split"]) for role in ROLES)
+
+
 def ablation_plan(cfg: dict) -> AblationPlan:
     """Plan and check a validated configuration's ablation section.
 
@@ -89,7 +94,7 @@ def ablation_plan(cfg: dict) -> AblationPlan:
     for name in swept or []:
         if name not in classes:
             raise ConfigError(f"config key 'ablation.classes': {name!r} is not in the model's class list")
-    splits = tuple((role, section[f"{role}_split"]) for role in ROLES)
+    splits = role_splits(cfg)
     report: list[str] = []
     if cfg["dataset"]["kind"] != "synthetic":  # the synthetic world's labels are checked once it is written
         report = check_labels(cfg, classes, dict(splits))

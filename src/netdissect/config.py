@@ -295,9 +295,9 @@ def resolve_exclusive(defaults: dict, user_layers: list[tuple[str, dict]]) -> di
     ``weights``: torchvision or factory). Defaults that no longer apply are unset: ``model.weights: train`` (it
     trains the builtin scene_cnn on the dataset's scene labels) unless the model is ``scene_cnn`` on a labelled
     dataset, and ``segmenter.kind: trained`` (the synthetic world's segmenter) on a ``broden`` dataset, where it
-    becomes ``dataset``, ``ablation.activate: true`` unless the model's class names are known (``model.classes``,
-    or ``model.weights: train``), and ``adversarial.activate: true`` unless the model is trained here. Only a
-    pair of which the user gave both keys is an error.
+    becomes ``dataset``, and ``ablation.activate: true`` and ``adversarial.activate: true`` unless the model's
+    class names are known (``model.classes``, or ``model.weights: train``). Only a pair of which the user gave
+    both keys is an error.
 
     Args:
         defaults: the embedded default config (config/config.yaml).
@@ -326,10 +326,10 @@ def resolve_exclusive(defaults: dict, user_layers: list[tuple[str, dict]]) -> di
         scene_cnn = _get(cfg, "model.name") == "scene_cnn" and not _given(_get(cfg, "model.factory"))
         if not scene_cnn or _get(cfg, "dataset.kind") == "imagefolder":
             _set(cfg, "model.weights", None)
-    if "ablation.activate" not in user and not (_get(cfg, "model.weights") == "train" or _get(cfg, "model.classes")):
-        _set(cfg, "ablation.activate", False)  # ablation needs the names of the model's outputs
-    if "adversarial.activate" not in user and _get(cfg, "model.weights") != "train":
-        _set(cfg, "adversarial.activate", False)  # the attack needs the names of the model's classes
+    named = _get(cfg, "model.weights") == "train" or _get(cfg, "model.classes")
+    for stage in ("ablation", "adversarial"):  # both need the names of the model's outputs
+        if f"{stage}.activate" not in user and not named:
+            _set(cfg, f"{stage}.activate", False)
     return cfg
 
 

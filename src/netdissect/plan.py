@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ablationplan import model_classes
 from .config import ConfigError
 from .datasets import Dataset, DatasetError, Record, open_dataset
 from .layout import CacheLayout, RunLayout
@@ -277,19 +278,19 @@ def _trained_network(section: dict) -> dict:
     return section | {"autocast": training_autocast(section)}
 
 
-def adversarial_classes(cfg: dict) -> tuple[list[int], list[str]]:
-    """(scene ids, names) of the model's outputs, for the adversarial analysis, with its class pairs checked.
+def adversarial_classes(cfg: dict) -> list[str]:
+    """The names of the model's outputs, for the adversarial analysis, with its class pairs checked.
 
     Raises:
-        ConfigError: the model's class names are unknown (only a classifier trained here knows them), or a pair
-            names a class the model does not have.
+        ConfigError: the model's class names are unknown (neither ``model.classes`` nor a classifier trained
+            here), or a pair names a class the model does not have.
     """
-    if cfg["model"]["weights"] != TRAIN:
+    if not cfg["model"]["classes"] and cfg["model"]["weights"] != TRAIN:
         raise ConfigError(
-            "config key 'adversarial.activate': the attack needs the names of the model's classes, known for "
-            "scene_cnn trained here (model.weights: train); set adversarial.activate: false"
+            "config key 'adversarial.activate': the attack needs the names of the model's classes: set "
+            "model.classes (a text file, one output name per line), or set adversarial.activate: false"
         )
-    ids, names = scene_classes(cfg)
+    names = model_classes(cfg)
     for source, target in cfg["adversarial"]["pairs"] or []:
         for name in (source, target):
             if name not in names:
@@ -298,7 +299,7 @@ def adversarial_classes(cfg: dict) -> tuple[list[int], list[str]]:
                 )
         if source == target:
             raise ConfigError(f"config key 'adversarial.pairs': [{source}, {target}] attacks a class towards itself")
-    return ids, names
+    return names
 
 
 def classifier_params(cfg: dict) -> dict:

@@ -19,6 +19,7 @@ from .tally import Vocabulary
 CONCEPT_COLUMNS = ("id", "name", "category")
 UNIT_COLUMNS = ("unit", "label", "category", "iou", "threshold", "detector")
 THRESHOLD_COLUMNS = ("unit", "threshold", "above", "total")
+RUN_INDEX_COLUMNS = ("row", "image", "split")
 
 
 class TableError(NetdissectError):
@@ -74,3 +75,12 @@ def read_thresholds(path: str | Path) -> pd.DataFrame:
 
 def write_thresholds(path: str | Path, table: pd.DataFrame) -> None:
     write_csv(path, table[list(THRESHOLD_COLUMNS)])
+
+
+def read_run_index(path: str | Path) -> pd.DataFrame:
+    """The run's ``data/index.csv``: row (in the dataset), image path, split of every dissected image."""
+    return _read(path, RUN_INDEX_COLUMNS)
+
+
+def write_run_index(path: str | Path, table: pd.DataFrame) -> None:
+    write_csv(path, table[list(RUN_INDEX_COLUMNS)])

@@ -2,9 +2,34 @@
 # evaluation images; the single-unit sweep on the ranking images, chunked over units; rankings; set sweeps on the
 # evaluation images, chunked over the list of sets; the paper's table and the figures. Switched by ablation.activate.
 
-if is_activated("ablation"):
+if is_activated("ablation") or is_activated("adversarial"):
 
-    ABLATION_ROLES = dict(ABLATION.splits)  # ranking / eval -> split
+    def get_ablation_labels_input():
+        labels = config["ablation"]["labels"]
+        return {"source": get_source_input(), **({"labels": labels} if labels else {})}
+
+    rule ablation_labels:  # the class labels of the ablation and the adversarial analysis
+        localrule: True
+        input:
+            **get_ablation_labels_input(),
+        output:
+            labels=OUT.ablation_labels(),
+            classes=OUT.ablation_classes(),
+        params:
+            source=SOURCE,
+            classes=CLASS_NAMES,
+            labels=config["ablation"]["labels"],
+            splits=ABLATION_ROLES,
+        log:
+            OUT.log("ablation", "labels"),
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            SCRIPT
+
+
+if is_activated("ablation"):
 
     def ablation_model_params():
         """What the model jobs of the ablation depend on (besides the layer, a wildcard)."""
@@ -15,34 +40,10 @@ if is_activated("ablation"):
             resize=DATASET["resize"],
             batch_size=config["batch_size"],
             device=config["device"],
-            classes=list(ABLATION.classes),
+            classes=CLASS_NAMES,
             value=config["ablation"]["value"],
             per_pass=config["ablation"]["per_pass"],
         )
-
-    def get_ablation_labels_input():
-        labels = config["ablation"]["labels"]
-        return {"source": get_source_input(), **({"labels": labels} if labels else {})}
-
-    rule ablation_labels:
-        localrule: True
-        input:
-            **get_ablation_labels_input(),
-        output:
-            labels=OUT.ablation_labels(),
-            classes=OUT.ablation_classes(),
-        params:
-            source=SOURCE,
-            classes=list(ABLATION.classes),
-            labels=config["ablation"]["labels"],
-            splits=ABLATION_ROLES,
-        log:
-            OUT.log("ablation", "labels"),
-        resources:
-            mem_mb=2000,
-            runtime=10,
-        script:
-            SCRIPT
 
     rule ablation_features:
         input:
@@ -172,7 +173,7 @@ if is_activated("ablation"):
             provenance=OUT.ablation_provenance("{layer}"),
         params:
             config=config["ablation"],
-            classes=list(ABLATION.classes),
+            classes=CLASS_NAMES,
             weights_digest=MODEL.digest,
         log:
             OUT.log("ablation", "{layer}", "report"),

@@ -3,14 +3,9 @@
 # units, the target class's, the others). Switched by adversarial.activate.
 
 if is_activated("adversarial"):
-    try:
-        ADVERSARIAL_CLASSES = ndplan.adversarial_classes(config)
-    except NetdissectError as error:
-        _fail(error)
 
     def adversarial_params():
         """What the attack and its tables depend on."""
-        ids, names = ADVERSARIAL_CLASSES
         return dict(
             source=SOURCE,
             model=MODEL.as_params(),
@@ -18,8 +13,9 @@ if is_activated("adversarial"):
             device=config["device"],
             seed=config["seed"],
             layers=LAYERS,
-            class_ids=ids,
-            class_names=names,
+            image_size=PLAN.image_size,
+            batch_size=config["batch_size"],
+            class_names=CLASS_NAMES,
             ablation_layers=get_ablation_layers(),
             **{k: v for k, v in config["adversarial"].items() if k != "activate"},
         )
@@ -29,6 +25,7 @@ if is_activated("adversarial"):
             unpack(lambda wildcards: get_weights_input()),
             unpack(get_adversarial_ranking_input),
             source=get_source_input(),
+            labels=OUT.ablation_labels(),
         output:
             units=[OUT.adversarial_units(layer) for layer in LAYERS],
             summary=report(OUT.adversarial_summary(), caption="../report/adversarial.rst", category="Adversarial"),

@@ -40,6 +40,9 @@ try:
     config.update(_validated)
     PLAN = ndplan.make_plan(config)
     ABLATION = ndablationplan.ablation_plan(config) if is_activated("ablation") else None
+    ADVERSARIAL_CLASSES = ndplan.adversarial_classes(config) if is_activated("adversarial") else None
+    CLASS_NAMES = list(ABLATION.classes if ABLATION else ADVERSARIAL_CLASSES or [])  # the model's output names
+    ABLATION_ROLES = dict(ndablationplan.role_splits(config))  # ranking / eval -> split
     if workflow.is_main_process:
         logger.info(f"netdissect: dissecting {ndplan.describe_selection(PLAN.selection)} of {PLAN.dataset_root}")
         for line in ABLATION.report if ABLATION else ():
@@ -74,7 +77,7 @@ def _check_inputs():
     if missing:
         _fail(ndplan.describe_missing(missing))
     try:
-        check_model(MODEL, LAYERS, len(ABLATION.classes) if ABLATION else None, PLAN.image_size)
+        check_model(MODEL, LAYERS, len(CLASS_NAMES) or None, PLAN.image_size)
     except NetdissectError as error:
         _fail(error)
 
@@ -176,6 +179,11 @@ def get_report_inputs(wildcards):
         inputs["classifier_metrics"] = CACHE.classifier_metrics(CLASSIFIER_KEY)
     if is_trained_segmenter():
         inputs["segmenter_quality"] = OUT.segmenter_quality()
+    if ABLATION is not None:
+        shown = {"table": OUT.ablation_table, "sweeps_figure": OUT.sweeps_figure}
+        shown |= {"importance_figure": OUT.importance_figure, "sweeps": OUT.sweeps, "single_unit": OUT.single_unit}
+        shown |= {"ranking": OUT.ranking, "importance": OUT.importance}
+        inputs |= {f"ablation_{name}": [path(layer) for layer in ABLATION.layers] for name, path in shown.items()}
     if is_activated("adversarial"):
         inputs |= {"adversarial_summary": OUT.adversarial_summary(), "adversarial_figure": OUT.adversarial_figure()}
         inputs["adversarial_units"] = [OUT.adversarial_units(layer) for layer in LAYERS]

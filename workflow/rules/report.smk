@@ -120,6 +120,8 @@ rule report_index:
         quantile=config["quantile"],
         iou_threshold=config["iou_threshold"],
         adversarial=config["adversarial"],
+        ablation_layers=get_ablation_layers(),
+        ablation_value=config["ablation"]["value"],
     threads: 1
     log:
         OUT.log("report", "index"),

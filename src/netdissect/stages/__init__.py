@@ -54,6 +54,11 @@ class StageError(NetdissectError):
     """A stage cannot proceed; the message names the file, layer or image at fault."""
 
 
+def read_batch(job, default: int) -> int:
+    """Images per in-memory batch of a chunk job: ``default`` unless its params say ``read_batch``."""
+    return getattr(job.params, "read_batch", default)
+
+
 def stage_job(inputs: dict, outputs: dict, **params) -> SimpleNamespace:
     """A job for calling a stage function outside Snakemake: named inputs, outputs and params."""
     return SimpleNamespace(

@@ -11,15 +11,15 @@ import torch
 
 from .. import adversarial as analysis
 from ..attack import pgd
-from ..datasets import load_image
+from ..classlabels import split_images
 from ..figures import adversarial_figure
 from ..hooks import LayerHooks
 from ..models import load_model, normalization, preprocess
 from ..modelspec import ModelSpec
 from ..plan import open_source
 from ..stores import write_csv
+from .images import Skipped, image_batches
 from .report import save_figure
-from .training import _scene_targets
 
 log = logging.getLogger("netdissect.adversarial")
 BATCH = 64
@@ -68,11 +68,16 @@ class UnitOrders:
         return self._orders[layer, cls]
 
 
-def _evaluation_images(p, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """The split's images as [0, 1] tensors and their classes (positions in the class list)."""
-    records = open_source(p.source).records(p.split, None)
-    pixels = np.stack([load_image(r.image, p.resize) for r in records])
-    return preprocess(pixels, (0.0,) * 3, (1.0,) * 3).to(device), _scene_targets(records, p.class_ids)
+def _evaluation_images(job, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """The split's labelled images (``labels.csv``) as [0, 1] tensors and their classes (positions in the class
+    list)."""
+    p = job.params
+    table = split_images(pd.read_csv(job.input.labels, keep_default_na=False), p.split, "adversarial.split")
+    records = open_source(p.source).records()
+    chosen = [records[int(r)] for r in table["row"]]
+    batches = image_batches(chosen, p.batch_size, tuple(p.image_size), p.resize, False, Skipped())
+    pixels = np.concatenate([images for images, _ in batches])
+    return preprocess(pixels, (0.0,) * 3, (1.0,) * 3).to(device), table["output"].to_numpy(np.int64)
 
 
 def adversarial(job) -> None:
@@ -84,7 +89,7 @@ def adversarial(job) -> None:
     model, device, _ = load_model(spec, getattr(job.input, "weights", None), p.device)
     model.requires_grad_(False)
     normalize = _normalizer(spec, device)
-    images, labels = _evaluation_images(p, device)
+    images, labels = _evaluation_images(job, device)
     logits, clean = _firing(model, normalize, images, layers)
     probabilities = torch.softmax(logits, 1).cpu().numpy()
     predictions = probabilities.argmax(1)

@@ -10,8 +10,8 @@ import pandas as pd
 
 from ..datasets import check_files
 from ..plan import describe_missing, describe_selection, open_source, split_counts
-from ..stores import write_csv
 from ..synthetic import write_world
+from ..tables import write_run_index
 from . import StageError
 
 log = logging.getLogger("netdissect.data")
@@ -39,7 +39,7 @@ def data_index(job) -> None:
             "split": [r.split for r in records],
         }
     )
-    write_csv(job.output.index, table)
+    write_run_index(job.output.index, table)
     selection = {"images": len(records), "splits": split_counts(r.split for r in records)}
     split = p.source["split"] or "all"
     log.info("%s selected (split: %s), %d with missing files", describe_selection(selection), split, len(problems))

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import figures, topk
-from ..adversarial import describe
+from .. import ablation, adversarial, figures, topk
 from ..datasets import load_image
 from ..plan import describe_selection, open_source, split_counts
 from ..report import gallery, html
 from ..stores import atomic_path, load_state, open_group, require_same, write_csv, write_json
-from ..tables import read_units
+from ..tables import read_run_index, read_units
 from . import StageError
 
 log = logging.getLogger("netdissect.report")
@@ -61,7 +60,7 @@ def summary(job) -> None:
     table = pd.DataFrame(rows, columns=["layer", "category", "detectors", "concepts", "units"])
     write_csv(job.output.summary, table)
     layers = {layer: json.loads(Path(path).read_text()) for layer, path in zip(job.params.layers, job.input.provenance)}
-    index = pd.read_csv(job.input.index, keep_default_na=False)
+    index = read_run_index(job.input.index)
     dataset = {"images": len(index), "splits": split_counts(index["split"])}
     write_json(job.output.provenance, {"dataset": dataset, "layers": layers})
     log.info("dissected %s", describe_selection(dataset))
@@ -218,6 +217,36 @@ def _about(p, dataset: dict, job) -> list[tuple[str, str]]:
     return about
 
 
+def _ablation_section(job, page: str) -> html.Section:
+    """The ablation's tables and figures, layer by layer, with links to its CSV files."""
+    inputs, removal = job.input, "zero" if job.params.ablation_value == "zero" else "their mean activation"
+    text = [
+        (
+            "Units are removed (set to "
+            f"{removal} at every position) through the layer hooks; they are ranked per class by the single-unit sweep "
+            "on the ranking split, and the set sweeps are measured on the evaluation split. Balanced accuracy is "
+            "one-vs-rest (TPR + TNR) / 2; chance is 0.5."
+        )
+    ]
+    figures_, tables, links = [], [], []
+    for i, layer in enumerate(job.params.ablation_layers):
+        table = pd.read_csv(inputs.ablation_table[i])
+        text += [f"{layer}: {line}" for line in ablation.describe(table)]
+        tables.append(html.table_of(table, {c: "{:.3f}" for c in table.columns if c != "class"}))
+        figures_ += [
+            html.FigureLink(
+                _relative(inputs.ablation_sweeps_figure[i], page), None, f"{layer}: balanced accuracy against k"
+            ),
+            html.FigureLink(
+                _relative(inputs.ablation_importance_figure[i], page), None, f"{layer}: importance against IoU"
+            ),
+        ]
+        for name in ("table", "sweeps", "single_unit", "ranking", "importance"):
+            path = inputs[f"ablation_{name}"][i]
+            links.append({"name": f"{layer}/{Path(path).name}", "href": _relative(path, page)})
+    return html.Section(id="ablation", title="Ablation", text=text, figures=figures_, tables=tables, links=links)
+
+
 def _adversarial_section(job, page: str) -> html.Section:
     p = job.params.adversarial
     table = pd.read_csv(job.input.adversarial_summary)  # a skipped pair's success rate and changes are NaN
@@ -231,7 +260,7 @@ def _adversarial_section(job, page: str) -> html.Section:
             "the target class (ranked by the ablation stage's single-unit table where it ran on the layer, "
             "otherwise by correlation with the class)."
         ),
-        *describe(table),
+        *adversarial.describe(table),
     ]
     return html.Section(
         id="adversarial",
@@ -273,7 +302,8 @@ def report_index(job) -> None:
             }
         )
     save_figure(figures.layers_figure(summary_table, list(p.layers)), job.output.layers_png, job.output.layers_svg)
-    sections = [_adversarial_section(job, page)] if hasattr(job.input, "adversarial_summary") else []
+    sections = [_ablation_section(job, page)] if job.params.ablation_layers else []
+    sections += [_adversarial_section(job, page)] if hasattr(job.input, "adversarial_summary") else []
     layer_provenance = run_provenance["layers"]
     first = layer_provenance[p.layers[0]]
     inputs = {layer: layer_provenance[layer]["inputs"] for layer in p.layers}

@@ -17,7 +17,7 @@ from ..stores import load_state, open_group, provenance, require_same, write_jso
 from ..tables import concept_categories, concept_vocabulary, read_concepts, write_thresholds, write_units
 from ..tally import Pending
 from ..tally import tally_chunk as count_chunk
-from . import StageError
+from . import StageError, read_batch
 
 log = logging.getLogger("netdissect.tally")
 BATCH_IMAGES = 64
@@ -58,7 +58,7 @@ def tally_chunk(job) -> None:
     if acts.shape[1] != len(bracket["hi"]):
         raise StageError(f"{job.input.acts} has {acts.shape[1]} units but {job.input.bracket} {len(bracket['hi'])}")
     counts, pending = [], []
-    batch = getattr(job.params, "read_batch", BATCH_IMAGES)
+    batch = read_batch(job, BATCH_IMAGES)
     for start in progress(range(0, acts.shape[0], batch), what=job.input.acts, unit="batches", log=log.info):
         where = position[start : start + batch]
         batch_counts, batch_pending = count_chunk(

@@ -25,18 +25,13 @@ from ..stores import (
     save_state,
 )
 from ..upsample import geometry
-from . import StageError, stage_job
+from . import StageError, read_batch, stage_job
 
 log = logging.getLogger("netdissect.thresholds")
 BATCH_IMAGES = 128  # images per in-memory batch inside a chunk
 SAMPLE_SLACK = 0.05  # the sampled interval spans ranks k(1 -+ slack) ...
 SAMPLE_FLOOR_IMAGES = 0.5  # ... widened by this many images' worth of pixels
 SAMPLE_STRIDE = 8  # round 2 evaluates every 8th row and column of a cell
-
-
-def _read_batch(job) -> int:
-    """Images per in-memory batch of a chunk job: BATCH_IMAGES unless its params say ``read_batch``."""
-    return getattr(job.params, "read_batch", BATCH_IMAGES)
 
 
 def _batches(store_path: str, images: int):
@@ -87,7 +82,7 @@ def _chunk_meta(store_path: str) -> dict:
 def coarse_chunk(job) -> None:
     """Round 1 for one chunk: histograms of cell bounds."""
     geom = _geometry(job.input.acts, job.params.label_size)
-    parts = [Q.coarse_histograms(acts, geom) for acts in _batches(job.input.acts, _read_batch(job))]
+    parts = [Q.coarse_histograms(acts, geom) for acts in _batches(job.input.acts, read_batch(job, BATCH_IMAGES))]
     lower = Q.merge([p[0] for p in parts])
     upper = Q.merge([p[1] for p in parts])
     save_state(job.output.state, {**_pack(lower, "lower_"), **_pack(upper, "upper_")}, _chunk_meta(job.input.acts))
@@ -119,7 +114,7 @@ def refine_chunk(job) -> None:
     bracket, _ = load_state(job.input.bracket)
     geom = _geometry(job.input.acts, job.params.label_size)
     lo, hi, nbins, stride = bracket["lo"], bracket["hi"], job.params.nbins, job.params.stride
-    state = Q.histogram_between(_batches(job.input.acts, _read_batch(job)), geom, lo, hi, nbins, stride)
+    state = Q.histogram_between(_batches(job.input.acts, read_batch(job, BATCH_IMAGES)), geom, lo, hi, nbins, stride)
     save_state(job.output.state, _pack(state, ""), _chunk_meta(job.input.acts))
 
 
@@ -144,7 +139,7 @@ def _rescan(job, units: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Q.Histogr
     parts = []
     label_size = job.params.label_size
     for path in job.input.acts:
-        batches = (a[:, units] for a in _batches(path, _read_batch(job)))
+        batches = (a[:, units] for a in _batches(path, read_batch(job, BATCH_IMAGES)))
         parts.append(Q.histogram_between(batches, _geometry(path, label_size), lo, hi, Q.REFINE_BINS))
     return Q.merge(parts)
 
