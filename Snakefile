@@ -15,14 +15,15 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/thresholds.smk"
 include: "workflow/rules/tally.smk"
+include: "workflow/rules/statistics.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/adversarial.smk"
 
 
 # Named targets: `snakemake dissect` runs the dissection alone, `snakemake ablation` the ablation sweeps,
-# `snakemake report` the HTML report, `snakemake adversarial` the attack analysis (each with the dissection
-# it reads); `all` (the default) runs every switched-on stage.
+# `snakemake report` the HTML report, `snakemake adversarial` the attack analysis, `snakemake statistics` the
+# label statistics (each with the dissection it reads); `all` (the default) runs every switched-on stage.
 # Light rules (reduces, reports) say `localrule: True` themselves: on a cluster they run in the main process.
 rule dissect:
     localrule: True
@@ -38,6 +39,7 @@ rule all:
         get_ablation_outputs(),
         get_report_outputs(),
         get_adversarial_outputs(),
+        get_statistics_outputs(),
 
 
 # After a run that made the dissection's outputs: the detector summary, and where the tables and reports are.

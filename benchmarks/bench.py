@@ -522,9 +522,9 @@ def bench_ablation(n: int, naive_units: int, tail_units: int, results: dict) -> 
     import torch
     import torchvision
 
-    from netdissect.ablation import Counts, batch_counts
+    from netdissect.ablation import Counts
     from netdissect.hooks import LayerHooks, UnitEdit
-    from netdissect.tail import cut, sweep_counts
+    from netdissect.tail import batch_counts, cut, sweep_counts
 
     torch.set_num_threads(2)
     runs = []

@@ -21,6 +21,7 @@ TINY = {
     "batch_size": 8,
     "ablation": {"activate": False},  # the ablation and adversarial tests switch them on; the others stay quick
     "adversarial": {"activate": False},
+    "statistics": {"activate": False, "resamples": 50},
 }
 
 

@@ -10,7 +10,7 @@ from basic_models import OneUnitNet, one_unit_images
 
 from netdissect import ablation
 from netdissect.hooks import EditBatch, LayerHooks, UnitEdit
-from netdissect.tail import GraphTail, HookedTail, LinearTail, cut, graph_after, sweep_counts
+from netdissect.tail import GraphTail, HookedTail, LinearTail, batch_counts, cut, graph_after, sweep_counts
 
 # 2 ablations x 5 images x 3 classes; targets 0, 0, 1, 2, 2
 LOGITS = torch.tensor(
@@ -23,7 +23,7 @@ TARGETS = torch.tensor([0, 0, 1, 2, 2])
 
 
 def test_counts_and_metrics_equal_hand_computed_confusion() -> None:
-    counts = ablation.batch_counts(LOGITS, TARGETS)
+    counts = batch_counts(LOGITS, TARGETS)
     # ablation 0 predicts 0, 1, 1, 2, 0; ablation 1 predicts 1, 0 (tie: lowest index), 2, 2, 2
     confusion = np.zeros((2, 3, 3), np.int64)
     for a, predicted in enumerate(([0, 1, 1, 2, 0], [1, 0, 2, 2, 2])):
@@ -43,7 +43,7 @@ def test_counts_and_metrics_equal_hand_computed_confusion() -> None:
     margins = ablation.mean_margin(counts)
     np.testing.assert_allclose(margins[0], [((3 - 1) + (0 - 2)) / 2, 5 - 1, ((4 - 1) + (0 - 2)) / 2])
     np.testing.assert_allclose(margins[1], [((0 - 1) + 0) / 2, 5 - 6, ((4 - 1) + (3 - 0)) / 2])
-    halves = ablation.batch_counts(LOGITS[:, :2], TARGETS[:2]) + ablation.batch_counts(LOGITS[:, 2:], TARGETS[2:])
+    halves = batch_counts(LOGITS[:, :2], TARGETS[:2]) + batch_counts(LOGITS[:, 2:], TARGETS[2:])
     np.testing.assert_array_equal(halves.true_positive, counts.true_positive)
     np.testing.assert_array_equal(halves.predicted, counts.predicted)
     np.testing.assert_allclose(halves.margin_sum, counts.margin_sum)
@@ -73,7 +73,7 @@ def test_sweep_specs_and_tables() -> None:
     assert [(s.k, s.seed) for s in randoms] == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert randoms == [s for s in ablation.sweep_specs({}, 4, [1, 2], 2, 7) if s.kind == "random"]
     assert [s.units for s in specs if s.kind == "concept"] == [(2,), (0, 2)]
-    counts = ablation.batch_counts(LOGITS[[0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], TARGETS)
+    counts = batch_counts(LOGITS[[0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], TARGETS)
     table = ablation.sweep_table(specs, counts, ["a", "b", "c"], ["a", "b"], "val")
     assert len(table) == 2 + 6 + 2 * 4 + 2 * 2  # none and random and concept for both classes, top etc. for a
     assert table["seed"].isna().sum() == len(table) - 8
@@ -99,7 +99,7 @@ def _naive(model, images, labels, edits):
     parts = []
     for edit in edits:
         with LayerHooks(model, edits={"features": edit}) as hooks:
-            parts.append(ablation.batch_counts(hooks.run(images)[None], labels))
+            parts.append(batch_counts(hooks.run(images)[None], labels))
     return ablation.Counts.concat(parts)
 
 

@@ -103,13 +103,20 @@ def planted_workflow(workflow_factory, tmp_path, unlabelled_material=(), **confi
 
 
 def test_planted_units_are_recovered(workflow_factory, tmp_path):
-    wf = planted_workflow(workflow_factory, tmp_path)
+    wf = planted_workflow(workflow_factory, tmp_path, statistics={"activate": True, "resamples": 200})
     wf.run()
-    units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv", keep_default_na=False)
-    assert list(units["label"]) == ["square", "paint", ""]
-    assert list(units["category"]) == ["object", "material", ""]
+    units = pd.read_csv(wf.results / "dissect" / "units" / "units.csv")
+    assert list(units["label"].fillna("")) == ["square", "paint", ""]
+    assert list(units["category"].fillna("")) == ["object", "material", ""]
     np.testing.assert_allclose(units["iou"], [1.0, 1.0, 0.0])
     assert list(units["detector"]) == [True, True, False]
+    # the label statistics: a planted unit's IoU is 1 in every resample, its square moves from image to image
+    np.testing.assert_allclose(units[["iou_low", "iou_high", "label_stability"]][:2], 1.0)
+    assert (units["p_value"][:2] < 1e-6).all() and list(units["fdr_detector"]) == [True, True, False]
+    assert units.loc[2, ["label_stability", "p_value", "q_value"]].isna().all()  # the dead unit has no label
+    found = pd.read_csv(wf.results / "statistics" / "units" / "discoveries.csv")
+    assert {(0, "square"), (1, "paint")} <= set(zip(found["unit"], found["concept"]))
+    assert (found["q_value"] <= 0.05).all() and 2 not in set(found["unit"])
     thresholds = pd.read_csv(wf.results / "dissect" / "units" / "thresholds.csv")
     assert list(thresholds["above"]) == [16 * 24, 16 * 24, 0]
     concepts = pd.read_csv(wf.results / "concepts.csv", keep_default_na=False)

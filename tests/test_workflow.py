@@ -79,8 +79,10 @@ def test_tiny_run_matches_brute_force_and_reruns_nothing(workflow_factory, capsy
 def test_results_identical_for_chunk_sizes_and_cores(workflow_factory):
     tables = []
     for name, chunk_size, cores in (("a", 50, 1), ("b", 17, 2)):
-        wf = workflow_factory({**RANDOM_MODEL, "chunk_size": chunk_size}, name=name)
+        statistics = {"statistics": {"activate": True, "resamples": 50}}  # its columns join units.csv
+        wf = workflow_factory({**RANDOM_MODEL, **statistics, "chunk_size": chunk_size}, name=name)
         wf.run(cores=cores)
+        assert "label_stability" in pd.read_csv(wf.results / "dissect" / "conv4" / "units.csv").columns
         tables.append(
             {
                 layer: (wf.results / "dissect" / layer / "units.csv").read_bytes()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 KINDS = ("none", "top", "all_but_top", "least", "random", "concept")
 CLASS_KINDS = ("top", "all_but_top", "least")  # kinds whose unit set depends on the class they are reported for
@@ -70,34 +69,6 @@ class Counts:
         """The counts of some ablations."""
         index = np.asarray(index, np.int64)
         return Counts(self.true_positive[index], self.predicted[index], self.images, self.margin_sum[index])
-
-
-def batch_counts(logits: torch.Tensor, targets: torch.Tensor) -> Counts:
-    """Counts of one batch of images under A ablations.
-
-    Args:
-        logits: (A, n, K) logits of n images under each ablation.
-        targets: (n,) int64 true class of every image, in 0..K-1.
-
-    Returns:
-        The batch's counts; predictions are the argmax (the lowest index among tied logits). Margins are summed
-        in float64 image by image, in image order, so the sums never depend on how ablations are grouped.
-    """
-    ablations, n, classes = logits.shape
-    logits, targets = logits.detach(), targets.to(torch.int64)
-    predicted = logits.argmax(-1)
-    expanded = targets[None, :].expand(ablations, n)
-    zeros = torch.zeros(ablations, classes, dtype=torch.int64)
-    true_positive = zeros.scatter_add(1, expanded, (predicted == expanded).to(torch.int64))
-    counted = zeros.scatter_add(1, predicted, torch.ones_like(predicted))
-    index = targets[None, :, None].expand(ablations, n, 1)
-    own = logits.gather(-1, index).squeeze(-1)
-    others = logits.scatter(-1, index, float("-inf")).amax(-1)
-    margins = (own - others).double().numpy()
-    margin_sum = np.zeros((classes, ablations), np.float64)
-    np.add.at(margin_sum, targets.numpy(), margins.T)
-    images = np.bincount(targets.numpy(), minlength=classes)
-    return Counts(true_positive.numpy(), counted.numpy(), images, margin_sum.T.copy())
 
 
 def one_vs_rest(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -160,3 +160,25 @@ def adversarial_figure(summary: pd.DataFrame) -> Figure:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def statistics_figure(best_iou: np.ndarray, table: pd.DataFrame, iou_threshold: float, fdr_q: float, layer: str):
+    """Every unit's best IoU with its bootstrap interval, units sorted by IoU; detectors by the IoU rule and by
+    the FDR rule marked."""
+    order = np.argsort(-best_iou, kind="stable")
+    x = np.arange(len(order))
+    rows = table.iloc[order]
+    fig = Figure(figsize=(max(6, min(16, len(order) / 30)), 3.8))
+    ax = fig.subplots()
+    ax.fill_between(x, rows["iou_low"], rows["iou_high"], color="C0", alpha=0.3, step="mid", label="interval")
+    ax.plot(x, best_iou[order], color="C0", lw=1, label="best IoU")
+    fdr = rows["fdr_detector"].to_numpy(bool)
+    ax.scatter(x[fdr], best_iou[order][fdr], s=8, color="C2", zorder=3, label=f"FDR detector (q ≤ {fdr_q})")
+    ax.axhline(iou_threshold, color="C3", ls="--", lw=1, label=f"IoU > {iou_threshold}")
+    ax.set_xlabel("units, by best IoU")
+    ax.set_ylabel("IoU")
+    classic = int((best_iou > iou_threshold).sum())
+    ax.set_title(f"{layer}: {classic} detectors by IoU, {int(fdr.sum())} by FDR, of {len(order)} units", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -168,6 +168,19 @@ class RunLayout:
     def adversarial_figure(self) -> str:
         return self._path("adversarial", "adversarial.png")
 
+    # label statistics: per-chunk bootstrap and null sums, the layer's table, discoveries and figure
+    def statistics_chunk(self, layer: str, chunk: str) -> str:
+        return self._path("statistics", layer, "chunks", f"{chunk}.npz")
+
+    def statistics(self, layer: str) -> str:
+        return self._path("statistics", layer, "units.csv")
+
+    def discoveries(self, layer: str) -> str:
+        return self._path("statistics", layer, "discoveries.csv")
+
+    def statistics_figure(self, layer: str) -> str:
+        return self._path("statistics", layer, "intervals.png")
+
     # logs and benchmarks of the jobs
     def log(self, *parts: str) -> str:
         return self._path("logs", *parts[:-1], f"{parts[-1]}.log")

@@ -22,14 +22,43 @@ import logging
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
+import numpy as np
 import torch
 from torch import fx, nn
 from torch.nn import functional as F
 
-from .ablation import Counts, batch_counts
+from .ablation import Counts
 from .hooks import EditBatch, LayerHooks, UnitEdit
 
 log = logging.getLogger("netdissect.tail")
+
+
+def batch_counts(logits: torch.Tensor, targets: torch.Tensor) -> Counts:
+    """Counts of one batch of images under A ablations.
+
+    Args:
+        logits: (A, n, K) logits of n images under each ablation.
+        targets: (n,) int64 true class of every image, in 0..K-1.
+
+    Returns:
+        The batch's counts; predictions are the argmax (the lowest index among tied logits). Margins are summed
+        in float64 image by image, in image order, so the sums never depend on how ablations are grouped.
+    """
+    ablations, n, classes = logits.shape
+    logits, targets = logits.detach(), targets.to(torch.int64)
+    predicted = logits.argmax(-1)
+    expanded = targets[None, :].expand(ablations, n)
+    zeros = torch.zeros(ablations, classes, dtype=torch.int64)
+    true_positive = zeros.scatter_add(1, expanded, (predicted == expanded).to(torch.int64))
+    counted = zeros.scatter_add(1, predicted, torch.ones_like(predicted))
+    index = targets[None, :, None].expand(ablations, n, 1)
+    own = logits.gather(-1, index).squeeze(-1)
+    others = logits.scatter(-1, index, float("-inf")).amax(-1)
+    margins = (own - others).double().numpy()
+    margin_sum = np.zeros((classes, ablations), np.float64)
+    np.add.at(margin_sum, targets.numpy(), margins.T)
+    images = np.bincount(targets.numpy(), minlength=classes)
+    return Counts(true_positive.numpy(), counted.numpy(), images, margin_sum.T.copy())
 
 
 class NotCuttable(Exception):

@@ -123,3 +123,8 @@ def read_layer_iou(path: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     iou = np.zeros((group["iou"].shape[0], int(ids.max()) + 1))
     iou[:, ids] = group["iou"][:]
     return iou, group["thresholds"][:], dict(group.attrs["provenance"])
+
+
+def read_layer_counts(path: str, ids: np.ndarray, size: int) -> Counts:
+    """A layer's final counts (the same arrays as a chunk's counts above its intervals), id-indexed."""
+    return counts_above(open_group(path), ids, size)

@@ -197,6 +197,19 @@ def get_adversarial_outputs():
     return [OUT.adversarial_units(layer) for layer in LAYERS] + [OUT.adversarial_summary(), OUT.adversarial_figure()]
 
 
+def get_statistics_input(wildcards):
+    """The layer's label statistics, which units.csv joins when the stage is switched on."""
+    return {"statistics": OUT.statistics(wildcards.layer)} if is_activated("statistics") else {}
+
+
+def get_statistics_outputs():
+    """The statistics target: every layer's statistics table, discoveries and figure (none when switched off)."""
+    if not is_activated("statistics"):
+        return []
+    paths = (OUT.statistics, OUT.discoveries, OUT.statistics_figure)
+    return [path(layer) for layer in LAYERS for path in paths] + [OUT.units(layer) for layer in LAYERS]
+
+
 def get_ablation_layers():
     """The layers the ablation stage ranks units on (its single-unit tables), when it is switched on."""
     return list(ABLATION.layers) if is_activated("ablation") else []

@@ -49,6 +49,7 @@ rule tally:
 rule label_units:
     localrule: True
     input:
+        unpack(get_statistics_input),
         tally=OUT.tally("{layer}"),
         concepts=OUT.concepts(),
     output:

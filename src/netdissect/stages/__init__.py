@@ -34,6 +34,8 @@ STAGES = {
     "tally_chunk": "tally:tally_chunk",
     "tally": "tally:tally_reduce",
     "label_units": "tally:label_units",
+    "statistics_chunk": "statistics:statistics_chunk",
+    "statistics_layer": "statistics:statistics_layer",
     "layer_figure": "report:layer_figure",
     "summary": "report:summary",
     "ablation_labels": "ablation:ablation_labels",

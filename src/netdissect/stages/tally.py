@@ -153,6 +153,9 @@ def label_units(job) -> None:
     concepts = read_concepts(job.input.concepts)
     iou, thresholds, prov = tallystore.read_layer_iou(job.input.tally, concepts["id"].to_numpy())
     table = best_labels(iou, concepts, thresholds, job.params.iou_threshold)
+    statistics = getattr(job.input, "statistics", None)
+    if statistics:  # the label statistics' columns (README: Label statistics)
+        table = table.merge(pd.read_csv(statistics), on="unit", how="left", validate="one_to_one")
     write_units(job.output.units, table)
     write_json(
         job.output.provenance,
