@@ -87,6 +87,7 @@ rule layer_report:
         source=SOURCE,
         resize=DATASET["resize"],
         iou_threshold=config["iou_threshold"],
+        fdr_q=config["statistics"]["fdr_q"],
     threads: 1
     log:
         OUT.log("report", "{layer}", "page"),
@@ -121,6 +122,7 @@ rule report_index:
         iou_threshold=config["iou_threshold"],
         adversarial=config["adversarial"],
         ablation_layers=get_ablation_layers(),
+        fdr_q=config["statistics"]["fdr_q"],
         ablation_value=config["ablation"]["value"],
     threads: 1
     log:

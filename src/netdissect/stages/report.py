@@ -134,6 +134,15 @@ def layer_report(job) -> None:
             figures.detectors_figure(units, layer, p.iou_threshold), out / "detectors.png", out / "detectors.svg"
         )
         save_figure(figures.iou_histogram(units, layer, p.iou_threshold), out / "iou.png", out / "iou.svg")
+        shown = [
+            html.FigureLink("detectors.png", "detectors.svg", "detectors per category and concept"),
+            html.FigureLink("iou.png", "iou.svg", "best IoU of every unit"),
+        ]
+        statistics = "iou_low" in units.columns  # the label statistics ran (README: Label statistics)
+        if statistics:
+            figure = figures.statistics_figure(units["iou"].to_numpy(), units, p.iou_threshold, p.fdr_q, layer)
+            save_figure(figure, out / "statistics.png", out / "statistics.svg")
+            shown.append(html.FigureLink("statistics.png", "statistics.svg", "IoU intervals, detectors by both rules"))
         page = html.render(
             "layer.html",
             run=p.run,
@@ -145,10 +154,8 @@ def layer_report(job) -> None:
             concepts=len(per_concept),
             iou_threshold=p.iou_threshold,
             per_concept=per_concept.to_dict("records"),
-            figures=[
-                html.FigureLink("detectors.png", "detectors.svg", "detectors per category and concept"),
-                html.FigureLink("iou.png", "iou.svg", "best IoU of every unit"),
-            ],
+            figures=shown,
+            statistics=statistics,
             units_csv=f"../../dissect/{layer}/units.csv",
             k=p.k,
             label_size=size,
@@ -299,6 +306,7 @@ def report_index(job) -> None:
                 "units": len(units),
                 "detectors": int(units["detector"].sum()),
                 "concepts": len(per_concept),
+                "fdr_detectors": int(units["fdr_detector"].sum()) if "fdr_detector" in units else None,
             }
         )
     save_figure(figures.layers_figure(summary_table, list(p.layers)), job.output.layers_png, job.output.layers_svg)
@@ -310,6 +318,7 @@ def report_index(job) -> None:
     text = html.render(
         "index.html",
         run=p.run,
+        fdr_q=p.fdr_q,
         about=_about(p, run_provenance["dataset"], job),
         layers=layers,
         figures=[
