@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from netdissect.stages import report as report_stage
 from netdissect.stages import stage_job, topimages
+from netdissect.stages import statistics as statistics_stage
 from netdissect.stages import tally as tally_stage
 from netdissect.stages import thresholds as threshold_stage
 from netdissect.stores import open_group, write_csv, write_group
@@ -585,11 +586,79 @@ def bench_ablation(n: int, naive_units: int, tail_units: int, results: dict) -> 
     results["ablation"] = {"images": n, "runs": runs}
 
 
+# ---------------------------------------------------------------- label statistics
+def _statistics_chunk(task):
+    inputs, outputs, params = task
+    statistics_stage.statistics_chunk(stage_job(inputs, outputs, **params))
+
+
+def bench_statistics(n: int, resamples: int, results: dict) -> None:
+    """The label statistics of one 512-unit layer (``resamples`` bootstrap resamples, the permutation null): its
+    chunk jobs on 2 worker processes and the layer's job, against the layer's threshold and tally reduction on the
+    same stores, measured in the same run."""
+    import pandas as pd
+
+    folder, names = prepared(n, 500)
+    work = folder / "work2"
+    tally_seconds = reduction(folder, names, 2)
+    index = work / "index.csv"
+    write_csv(index, pd.DataFrame({"row": np.arange(n), "image": [f"{i}.jpg" for i in range(n)], "split": "val"}))
+    concepts, tally = str(folder / "concepts.csv"), str(work / "tally.zarr")
+    sums = [str(work / "statistics" / f"{c}.npz") for c in names]
+    params = {"seed": 0, "resamples": resamples, "candidates": 8, "grid": 8}
+    tasks = [
+        (
+            {"acts": str(folder / "acts" / f"{c}.zarr"), "segment": str(folder / "seg" / f"{c}.zarr")}
+            | {"tally": tally, "concepts": concepts, "index": str(index)},
+            {"sums": out},
+            params,
+        )
+        for c, out in zip(names, sums)
+    ]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_statistics_chunk, tasks))
+    chunks = time.perf_counter() - start
+    start = time.perf_counter()
+    statistics_stage.statistics_layer(
+        SimpleNamespace(
+            input=SimpleNamespace(sums=sums, tally=tally, concepts=concepts),
+            output=SimpleNamespace(
+                table=str(work / "statistics.csv"),
+                discoveries=str(work / "discoveries.csv"),
+                figure=str(work / "statistics.png"),
+            ),
+            wildcards=SimpleNamespace(layer="layer4"),
+            params=SimpleNamespace(
+                union="all", label_size=(LABEL, LABEL), iou_threshold=0.04, level=0.95, grid=8, fdr_q=0.05
+            ),
+        )
+    )
+    layer = time.perf_counter() - start
+    results["statistics"] = {
+        "images": n,
+        "units": UNITS,
+        "resamples": resamples,
+        "chunk_jobs_seconds_2_cores": chunks,
+        "layer_job_seconds": layer,
+        "total_seconds": chunks + layer,
+        "threshold_and_tally_seconds_2_cores": tally_seconds,
+        "ratio_vs_threshold_and_tally": (chunks + layer) / tally_seconds,
+        "load_average": os.getloadavg()[0],
+    }
+
+
 # ---------------------------------------------------------------- first run
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
 STARTED = re.compile(r"^(?:local)?rule (\w+):$")
 FINISHED = re.compile(r"^Finished jobid: \d+ \(Rule: (\w+)\)$")
 TRAINING = ("train_classifier", "train_segmenter")
+STAGES = {  # rule-name prefixes of the stages after the dissection, for their share of the first run
+    "ablation": ("ablation",),
+    "adversarial": ("adversarial",),
+    "report": ("top_images", "layer_report", "report_index"),
+    "statistics": ("statistics",),
+}
 
 
 def job_intervals(log: str) -> list[tuple[str, float, float]]:
@@ -640,6 +709,10 @@ def bench_first_run(results: dict) -> None:
         "load_before": load,
         "training_seconds": training,
         "training_share": training / seconds,
+        "stage_seconds": {
+            stage: covered([(a, b) for rule, a, b in jobs if rule.startswith(prefixes)])
+            for stage, prefixes in STAGES.items()
+        },
         "jobs": {rule: sum(b - a for r, a, b in jobs if r == rule) for rule in {r for r, _, _ in jobs}},
         "classifier_val_accuracy": classifier["val_accuracy"],
         "segmenter_pixel_accuracy": quality["pixel_accuracy"],
@@ -786,11 +859,29 @@ def write_results(results: dict) -> None:
                 f"({f['training_share']:.0%}); load average {f['load_before']:.2f} before it started"
             ),
             f"- job seconds per rule (summed over its jobs, the longest): {busy}",
+            "- wall seconds during which a job of each later stage ran: "
+            + ", ".join(f"{stage} {s:.0f} ({s / f['seconds']:.0%})" for stage, s in f.get("stage_seconds", {}).items()),
             (
                 f"- classifier validation accuracy {f['classifier_val_accuracy']:.4f}; segmenter pixel accuracy "
                 f"{f['segmenter_pixel_accuracy']:.4f}, mean IoU per category "
                 + ", ".join(f"{c} {v:.4f}" for c, v in f["segmenter_mean_iou"].items())
             ),
+            "",
+        ]
+    if "statistics" in results:
+        s = results["statistics"]
+        lines += [
+            f"## Label statistics ({s['units']} units, {s['images']} images, {s['resamples']} resamples, 2 cores)",
+            "",
+            (
+                f"- chunk jobs (2 processes) {s['chunk_jobs_seconds_2_cores']:.1f} s, the layer's job "
+                f"{s['layer_job_seconds']:.1f} s: {s['total_seconds']:.1f} s in all"
+            ),
+            (
+                f"- the layer's threshold rounds and tally on the same stores: "
+                f"{s['threshold_and_tally_seconds_2_cores']:.1f} s; ratio {s['ratio_vs_threshold_and_tally']:.2f}"
+            ),
+            f"- load average while measured: {s['load_average']:.1f}",
             "",
         ]
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
@@ -812,6 +903,7 @@ def main() -> None:
             "ablation",
             "first-run",
             "report",
+            "statistics",
         ],
         action="append",
     )
@@ -836,6 +928,8 @@ def main() -> None:
         bench_e2e(args.images, results)
     if "ablation" in chosen:
         bench_ablation(args.ablation_images, *args.ablation_units, results)
+    if "statistics" in chosen:
+        bench_statistics(1000, 1000, results)
     if "first-run" in chosen:
         bench_first_run(results)
     print(json.dumps(results, indent=2))

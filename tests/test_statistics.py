@@ -30,7 +30,9 @@ def counts_of(acts, labels, image_labels, t, candidates, grid=3):
 def test_per_image_counts_add_up_to_the_tally(seed):
     rng = np.random.default_rng(seed)
     acts, labels, image_labels = make_chunk(rng, 5)
+    acts[:, 3, :2] = 0  # all-zero cells, active under unit 3's negative threshold
     t = thresholds_of(acts, labels.shape[-2:])
+    t[3] = -0.5
     candidates = np.tile(np.arange(1, 8), (4, 1))
     counts = counts_of(acts, labels, image_labels, t, candidates)
     for x in range(5):  # each image alone, by the spine's tally at the final thresholds

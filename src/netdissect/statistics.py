@@ -25,11 +25,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .iou import UNIONS
-from .upsample import upsample
+from .upsample import cell_pixel_values, classify_cells, geometry, item_corners
 
 CANDIDATES = 8  # concepts per unit followed through the resamples
 GRID = 8  # cells per side of the permutation null's partition
-UPSAMPLE_MAPS = 2048  # activation maps upsampled at once
 
 
 @dataclass
@@ -64,6 +63,37 @@ def grid_cells(size: tuple[int, int], grid: int) -> tuple[np.ndarray, np.ndarray
     return cell, np.bincount(cell, minlength=grid * grid)
 
 
+def active_pixels(acts: np.ndarray, thresholds: np.ndarray, size: tuple[int, int], batch: int = 4096):
+    """(image, unit, pixel) of every pixel whose upsampled activation is strictly above its unit's threshold,
+    with the spine's cell passes: cells wholly above (or all-zero cells above a negative threshold) give all
+    their pixels, only the cells that straddle the threshold are evaluated pixel by pixel.
+
+    Args:
+        acts: (n, U, h, w) float32 activations.
+        thresholds: (U,) float32.
+        size: (H, W) of the label maps.
+        batch: straddling cells evaluated at once.
+    """
+    num_units, h, w = acts.shape[1:]
+    geom = geometry(h, w, *size)
+    cells = classify_cells(acts, geom, thresholds, thresholds)
+    parts = []
+    for img, unit, cell in (cells.above, cells.zero):
+        pix = geom.pixels[cell]
+        on = pix >= 0
+        parts.append(
+            (np.broadcast_to(img[:, None], pix.shape)[on], np.broadcast_to(unit[:, None], pix.shape)[on], pix[on])
+        )
+    img, unit, cell = cells.reaching
+    for start in range(0, len(img), batch):
+        i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
+        values = cell_pixel_values(item_corners(acts, geom, i * num_units + u, g), g, geom)
+        on = values > thresholds[u][:, None]  # padding holds NaN: never on
+        pix = geom.pixels[g]
+        parts.append((np.broadcast_to(i[:, None], pix.shape)[on], np.broadcast_to(u[:, None], pix.shape)[on], pix[on]))
+    return tuple(np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(3))
+
+
 def image_counts(
     acts: np.ndarray,
     labels: np.ndarray,
@@ -75,7 +105,7 @@ def image_counts(
     positions: np.ndarray,
     grid: int = GRID,
 ) -> ImageCounts:
-    """Per-image counts of n >= 1 labelled images, from activations upsampled exactly as the cell passes do.
+    """Per-image counts of labelled images at the final thresholds.
 
     Args:
         acts: (n, U, h, w) float32 activations.
@@ -90,41 +120,44 @@ def image_counts(
     """
     n, num_units = acts.shape[:2]
     H, W = labels.shape[-2:]
-    size = len(category)
-    cell, _ = grid_cells((H, W), grid)
+    size, k = len(category), candidates.shape[1]
+    cell, cell_pixels = grid_cells((H, W), grid)
     cells = grid * grid
-    onehot = np.zeros((n, size), bool)
+    onehot = np.zeros((n, size), np.int64)
     rows, cols = np.nonzero(image_labels)
-    onehot[rows, image_labels[rows, cols].astype(np.int64)] = True
-    onehot[:, 0] = False
+    onehot[rows, image_labels[rows, cols].astype(np.int64)] = 1
+    onehot[:, 0] = 0
     pixel = labels.reshape(n, labels.shape[1], H * W).astype(np.int64)
-    out = {f.name: [] for f in fields(ImageCounts) if f.name != "positions"}
-    step = max(1, UPSAMPLE_MAPS // num_units)
-    for x in range(n):
-        if x % step == 0:  # a few images' maps upsampled at once
-            block = upsample(acts[x : x + step], (H, W)).reshape(-1, num_units, H * W) > thresholds[:, None]
-        active = block[x % step]
-        unit, where = np.nonzero(active)
-        keys = (unit[:, None] * size + pixel[x][:, where].T).ravel()
-        hits = np.bincount(keys, minlength=num_units * size).reshape(num_units, size)
-        hits[:, 0] = 0
-        hits += active.sum(1)[:, None] * onehot[x][None, :]
-        grid_keys = (pixel[x] * cells + cell[None, :]).ravel()
-        label_grid = np.bincount(grid_keys, minlength=size * cells).reshape(size, cells)
-        label_grid[0] = 0
-        label_grid += onehot[x][:, None] * np.bincount(cell, minlength=cells)[None, :]
-        label = label_grid.sum(1)
-        present = np.zeros(num_categories, bool)
-        present[category[(label > 0) & (category >= 0)]] = True
-        out["activation"].append(active.sum(1))
-        out["intersection"].append(np.take_along_axis(hits, candidates, 1))
-        out["label"].append(label)
-        out["present"].append(present)
-        out["mask_grid"].append(np.bincount(unit * cells + cell[where], minlength=num_units * cells))
-        out["label_grid"].append(label_grid)
-    stacked = {k: np.stack(v) for k, v in out.items()}
-    stacked["mask_grid"] = stacked["mask_grid"].reshape(n, num_units, cells)
-    return ImageCounts(positions=np.asarray(positions, np.int64), **stacked)
+    img, unit, where = active_pixels(acts, np.asarray(thresholds, np.float32), (H, W))
+    item = img * num_units + unit
+    activation = np.bincount(item, minlength=n * num_units).reshape(n, num_units)
+    mask_grid = np.bincount(item * cells + cell[where], minlength=n * num_units * cells)
+    slot = np.full((num_units, size), -1, np.int64)  # each unit's candidate concepts -> 0..K-1
+    slot[np.arange(num_units)[:, None], candidates] = np.arange(k)[None, :]
+    hits = np.zeros(n * num_units * k, np.int64)
+    for plane in range(pixel.shape[1]):
+        concept = pixel[img, plane, where]
+        s = slot[unit, concept]
+        on = (s >= 0) & (concept > 0)
+        hits += np.bincount(item[on] * k + s[on], minlength=hits.size)
+    intersection = hits.reshape(n, num_units, k) + activation[:, :, None] * onehot[:, candidates]
+    grid_keys = (np.arange(n)[:, None, None] * size + pixel) * cells + cell[None, None, :]
+    label_grid = np.bincount(grid_keys.ravel(), minlength=n * size * cells).reshape(n, size, cells)
+    label_grid[:, 0] = 0
+    label_grid += onehot[:, :, None] * cell_pixels[None, None, :]
+    label = label_grid.sum(2)
+    present = np.zeros((n, num_categories), bool)
+    has, concept = np.nonzero((label > 0) & (category >= 0)[None, :])
+    present[has, category[concept]] = True
+    return ImageCounts(
+        positions=np.asarray(positions, np.int64),
+        activation=activation,
+        intersection=intersection,
+        label=label,
+        present=present,
+        mask_grid=mask_grid.reshape(n, num_units, cells),
+        label_grid=label_grid,
+    )
 
 
 def resample_weights(images: int, resamples: int, seed: int) -> np.ndarray:
@@ -193,9 +226,9 @@ def chunk_sums(counts: ImageCounts, weights: np.ndarray, cell_pixels: np.ndarray
         activation_in_category=weighted(in_category),
         label=weighted(counts.label),
         mask_total=masks.sum(0),
-        mask_moment=np.einsum("xua,xub->uab", masks, masks),
+        mask_moment=np.matmul(masks.transpose(1, 2, 0), masks.transpose(1, 0, 2)),
         label_total=labels.sum(0),
-        label_moment=np.einsum("xca,xcb->cab", labels, labels),
+        label_moment=np.matmul(labels.transpose(1, 2, 0), labels.transpose(1, 0, 2)),
         images=n,
     )
 
