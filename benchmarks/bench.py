@@ -689,22 +689,27 @@ def covered(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def bench_first_run(results: dict) -> None:
-    """The README's default command in a fresh clone of this repository (its committed HEAD), with the installed
-    environment: the wall time, the time during which a training job ran, and the trained networks' quality."""
+FIRST_RUN_DISSECTION = ["dissect", "--config", "statistics={activate: false}"]  # what the first run did at first
+
+
+def bench_first_run(results: dict, key: str = "first_run", args: list[str] | None = None) -> None:
+    """The README's default command (plus ``args``) in a fresh clone of this repository (its committed HEAD), with
+    the installed environment: the wall time, the time during which a training job ran, and the trained networks'
+    quality."""
     clone = DATA / "first-run"
     shutil.rmtree(clone, ignore_errors=True)
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     snakemake = Path(sys.executable).parent / "snakemake"
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    subprocess.run([str(snakemake), "--cores", "2"], cwd=clone, check=True, capture_output=True)
+    subprocess.run([str(snakemake), "--cores", "2", *(args or [])], cwd=clone, check=True, capture_output=True)
     seconds = time.perf_counter() - start
     jobs = job_intervals(next((clone / ".snakemake" / "log").glob("*.snakemake.log")).read_text())
     training = covered([(a, b) for rule, a, b in jobs if rule in TRAINING])
     classifier = json.loads(next((clone / "results" / "cache").glob("classifier-*/training.json")).read_text())
     quality = json.loads((clone / "results" / "default" / "segmenter" / "quality.json").read_text())
-    results["first_run"] = {
+    results[key] = {
+        "command": " ".join(["snakemake", "--cores", "2", *(args or [])]),
         "seconds": seconds,
         "load_before": load,
         "training_seconds": training,
@@ -848,11 +853,13 @@ def write_results(results: dict) -> None:
             f"{r['identical_metrics']} |"
             for r in a["runs"]
         ] + [""]
-    if "first_run" in results:
-        f = results["first_run"]
+    for key in ("first_run", "first_run_dissection"):
+        if key not in results:
+            continue
+        f = results[key]
         busy = ", ".join(f"{rule} {s:.0f}" for rule, s in sorted(f["jobs"].items(), key=lambda kv: -kv[1])[:6])
         lines += [
-            "## First run (the README's `snakemake --cores 2` in a fresh clone, after the install)",
+            f"## First run (`{f.get('command', 'snakemake --cores 2')}` in a fresh clone, after the install)",
             "",
             (
                 f"- {f['seconds']:.0f} s in all; a training job ran during {f['training_seconds']:.0f} s of it "
@@ -902,6 +909,7 @@ def main() -> None:
             "e2e",
             "ablation",
             "first-run",
+            "first-run-dissection",
             "report",
             "statistics",
         ],
@@ -932,6 +940,8 @@ def main() -> None:
         bench_statistics(1000, 1000, results)
     if "first-run" in chosen:
         bench_first_run(results)
+    if "first-run-dissection" in chosen:
+        bench_first_run(results, "first_run_dissection", FIRST_RUN_DISSECTION)
     print(json.dumps(results, indent=2))
     previous = ROOT / "benchmarks" / "results.json"
     merged = json.loads(previous.read_text()) if args.only and previous.exists() else {}
