@@ -155,6 +155,11 @@ def test_planted_unit_is_sure_and_a_unit_without_concept_is_not_a_discovery():
     assert p[0, 1] < 1e-12 and q[0, 1] < 1e-10
     assert q[1].min() > 0.05  # the noise unit: no discovery at q = 0.05
     assert high[1] - low[1] > 0 and stability[1] < 1.0
+    # the noise unit's interval covers the chance IoU of its label: the overlap of independent pixel sets
+    c = labels_of_units[1]
+    act, lab = counts.activation[1], counts.label[c]
+    expected = act * lab / (counts.images * counts.pixels)
+    assert low[1] <= expected / (act + lab - expected) <= high[1]
 
 
 def test_benjamini_hochberg_equals_its_definition():
