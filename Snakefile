@@ -19,6 +19,7 @@ include: "workflow/rules/statistics.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/adversarial.smk"
+include: "workflow/rules/gan.smk"
 
 
 # Named targets: `snakemake dissect` runs the dissection alone, `snakemake ablation` the ablation sweeps,
@@ -40,6 +41,7 @@ rule all:
         get_report_outputs(),
         get_adversarial_outputs(),
         get_statistics_outputs(),
+        [OUT.units(layer) for layer in GAN_LAYERS],
 
 
 # After a run that made the dissection's outputs: the detector summary, and where the tables and reports are.

@@ -149,3 +149,76 @@ class SegNet(nn.Module):
             {c: head(y) for c, head in self.pixel_heads.items()},
             {c: head(summary) for c, head in self.image_heads.items()},
         )
+
+
+def _up(cin: int, cout: int, bias: bool = False) -> nn.Sequential:
+    """Nearest 2x upsampling then Conv3x3 (no checkerboard pattern, unlike a strided transposed convolution)."""
+    return nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias))
+
+
+class Generator(nn.Module):
+    """DCGAN-style generator: a latent vector to an image in [-1, 1].
+
+    Layers ``layer1`` (4x4) to ``layerK`` each double the side, the last of them at a quarter of the output side;
+    ``output`` maps to RGB at the full side. For the default 64-pixel output with width 32: layer1 256x4x4,
+    layer2 128x8x8, layer3 64x16x16, layer4 32x32x32.
+    """
+
+    def __init__(self, latent_dim: int = 64, width: int = 32, size: int = 64) -> None:
+        """Build the layers.
+
+        Args:
+            latent_dim: length of the latent vector.
+            width: channels of the last hidden layer; each earlier layer has twice as many.
+            size: output side, a power of two of at least 16.
+        """
+        super().__init__()
+        levels = int(math.log2(size)) - 2  # hidden layers from 4x4 up to size / 2
+        if size < 16 or 2 ** (levels + 2) != size:
+            raise ValueError(f"generator size must be a power of two of at least 16, got {size}")
+        self.latent_dim, self.width, self.size = latent_dim, width, size
+        channels = [width * 2 ** (levels - 1 - i) for i in range(levels)]
+        self.layer1 = nn.Sequential(
+            nn.ConvTranspose2d(latent_dim, channels[0], 4, 1, 0, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU(True)
+        )
+        for i in range(1, levels):
+            block = _up(channels[i - 1], channels[i])
+            self.add_module(f"layer{i + 1}", nn.Sequential(*block, nn.BatchNorm2d(channels[i]), nn.ReLU(True)))
+        self.levels = levels
+        self.output = nn.Sequential(*_up(channels[-1], 3, bias=True), nn.Tanh())
+
+    @property
+    def arch(self) -> dict:
+        """Constructor arguments, as plain values."""
+        return {"latent_dim": self.latent_dim, "width": self.width, "size": self.size}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, size, size) in [-1, 1] of latents (N, latent_dim)."""
+        x = z.reshape(len(z), self.latent_dim, 1, 1)
+        for i in range(self.levels):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.output(x)
+
+
+class Discriminator(nn.Module):
+    """DCGAN-style discriminator: an image in [-1, 1] to one real-vs-generated logit."""
+
+    def __init__(self, width: int = 32, size: int = 64) -> None:
+        """Build the layers.
+
+        Args:
+            width: channels of the first layer; each later layer has twice as many.
+            size: input side, a power of two of at least 16.
+        """
+        super().__init__()
+        levels = int(math.log2(size)) - 2
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for i in range(1, levels):
+            cin, cout = width * 2 ** (i - 1), width * 2**i
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(width * 2 ** (levels - 1), 1, 4, 1, 0))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N,) of images (N, 3, size, size)."""
+        return self.body(x).flatten()

@@ -182,3 +182,18 @@ def statistics_figure(best_iou: np.ndarray, table: pd.DataFrame, iou_threshold: 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def image_grid(images: np.ndarray, columns: int, titles: list[str] | None = None) -> Figure:
+    """uint8 images (N, H, W, 3) in rows of ``columns``, each with an optional title above it."""
+    rows = -(-len(images) // columns)
+    fig = Figure(figsize=(1.2 * columns, 1.2 * rows + (0.25 * rows if titles else 0)))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], interpolation="nearest")
+            if titles:
+                ax.set_title(titles[i], fontsize=7)
+    fig.tight_layout(pad=0.3)
+    return fig

@@ -181,6 +181,19 @@ class RunLayout:
     def statistics_figure(self, layer: str) -> str:
         return self._path("statistics", layer, "intervals.png")
 
+    # GAN dissection: generated images per chunk, the interventions' tables and figures
+    def generated_images(self, chunk: str) -> str:
+        return self._path("gan", "images", f"{chunk}.zarr")
+
+    def gan_removal(self) -> str:
+        return self._path("gan", "removal.csv")
+
+    def gan_insertion(self) -> str:
+        return self._path("gan", "insertion.csv")
+
+    def gan_figure(self, name: str) -> str:
+        return self._path("gan", f"{name}.png")
+
     # logs and benchmarks of the jobs
     def log(self, *parts: str) -> str:
         return self._path("logs", *parts[:-1], f"{parts[-1]}.log")
@@ -221,3 +234,12 @@ class CacheLayout:
 
     def segmenter_metrics(self, key: str) -> str:
         return self.entry("segmenter", key, "training.json")
+
+    def generator(self, key: str) -> str:
+        return self.entry("generator", key, "generator.pt")
+
+    def generator_metrics(self, key: str) -> str:
+        return self.entry("generator", key, "training.json")
+
+    def generator_samples(self, key: str) -> str:
+        return self.entry("generator", key, "samples.png")

@@ -64,63 +64,65 @@ def _build_named(name: str, num_classes: int | None) -> nn.Module:
     return torchvision.models.get_model(name, weights=None, **kwargs)
 
 
-def _load_factory(spec: str) -> Callable[..., nn.Module]:
+def _load_factory(spec: str, key: str = "model.factory") -> Callable[..., nn.Module]:
     """Find the function named by a factory string.
 
     Args:
         spec: ``path/to/file.py:function`` or ``package.module:function``.
+        key: the config key that gave it (named in errors).
 
     Returns:
         The factory function.
     """
     source, sep, func = spec.rpartition(":")
     if not sep or not source or not func:
-        raise ModelError(f"model.factory '{spec}': expected 'path/to/file.py:function' or 'module:function'")
+        raise ModelError(f"{key} '{spec}': expected 'path/to/file.py:function' or 'module:function'")
     if source.endswith(".py") or "/" in source or "\\" in source:
         path = Path(source)
         if not path.is_file():
-            raise ModelError(f"model.factory '{spec}': file not found: {path}")
+            raise ModelError(f"{key} '{spec}': file not found: {path}")
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
         stem = re.sub(r"\W", "_", path.stem)
         module_name = f"_netdissect_factory_{stem}_{digest}"
         module_spec = importlib.util.spec_from_file_location(module_name, path)
         if module_spec is None or module_spec.loader is None:
-            raise ModelError(f"model.factory '{spec}': cannot import {path}")
+            raise ModelError(f"{key} '{spec}': cannot import {path}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_name] = module  # dataclasses and pickling look classes up there
         try:
             module_spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
-            raise ModelError(f"model.factory '{spec}': importing {path} failed: {exc!r}") from exc
+            raise ModelError(f"{key} '{spec}': importing {path} failed: {exc!r}") from exc
     else:
         try:
             module = importlib.import_module(source)
         except Exception as exc:
-            raise ModelError(f"model.factory '{spec}': importing module '{source}' failed: {exc!r}") from exc
+            raise ModelError(f"{key} '{spec}': importing module '{source}' failed: {exc!r}") from exc
     function = getattr(module, func, None)
     if not callable(function):
-        raise ModelError(f"model.factory '{spec}': no function '{func}' in {source}")
+        raise ModelError(f"{key} '{spec}': no function '{func}' in {source}")
     return function
 
 
-def _build_factory(spec: str, args: Mapping) -> nn.Module:
+def build_factory(spec: str, args: Mapping, key: str = "model.factory") -> nn.Module:
     """Call a user factory and check that it returns a module.
 
     Args:
         spec: factory string.
         args: keyword arguments for the factory.
+        key: the config key that gave it (named in errors, with ``<key>_args``).
 
     Returns:
         The model the factory returned.
     """
-    function = _load_factory(spec)
+    function = _load_factory(spec, key)
     try:
         model = function(**args)
     except Exception as exc:
-        raise ModelError(f"model.factory '{spec}' raised {exc!r} (model.factory_args: {dict(args)})") from exc
+        raise ModelError(f"{key} '{spec}' raised {exc!r} ({key}_args: {dict(args)})") from exc
     if not isinstance(model, nn.Module):
-        raise ModelError(f"model.factory '{spec}' returned {type(model).__name__}, not a torch.nn.Module")
+        raise ModelError(f"{key} '{spec}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -147,7 +149,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
     else:
         if spec.num_classes is not None:
             raise ModelError("model.num_classes applies to model.name only; pass it in model.factory_args")
-        model = _build_factory(spec.factory, spec.factory_args)
+        model = build_factory(spec.factory, spec.factory_args)
     if spec.weights is not None:
         load_weights(model, spec.weights, allow_pickle=spec.allow_pickle)
     return model.eval()

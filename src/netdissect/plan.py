@@ -117,7 +117,7 @@ def chunk_name(start: int, stop: int) -> str:
     return f"{start:07d}-{stop:07d}"
 
 
-def _ranges(total: int, chunk_size: int) -> list[tuple[int, int]]:
+def chunk_ranges(total: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk_size, total)) for a in range(0, total, chunk_size)]
 
 
@@ -164,7 +164,7 @@ def make_plan(cfg: dict) -> Plan:
         world = {k: cfg["synthetic"][k] for k in ("train_images", "val_images", "image_size")}
         chunks = tuple(
             Chunk(chunk_name(a, b), a, b, digest(["synthetic", cfg["seed"], world, ds["split"], a, b]))
-            for a, b in _ranges(total, chunk_size)
+            for a, b in chunk_ranges(total, chunk_size)
         )
         train = min(total, cfg["synthetic"]["train_images"])  # the world's train rows come first
         splits = {ds["split"]: total} if ds["split"] else {"train": train, "val": total - train}
@@ -180,7 +180,8 @@ def make_plan(cfg: dict) -> Plan:
             _check_training_splits(source)
         splits = split_counts(r.split for r in records)
         chunks = tuple(
-            Chunk(chunk_name(a, b), a, b, source.digest(records[a:b])) for a, b in _ranges(len(records), chunk_size)
+            Chunk(chunk_name(a, b), a, b, source.digest(records[a:b]))
+            for a, b in chunk_ranges(len(records), chunk_size)
         )
         image_size = resize or _uniform([(r.image_size, r) for r in records], "image", "dataset.resize")
         if image_size is None:

@@ -28,6 +28,8 @@ if PENDING_LAYERS:
             source=get_source_input(),
         output:
             [directory(OUT.activations(layer, "{chunk}")) for layer in PENDING_LAYERS],
+        wildcard_constraints:
+            chunk=ndplan.CHUNK_PATTERN,
         params:
             **activation_params(),
         threads: config["activations"]["threads"]
@@ -53,6 +55,7 @@ if EXTRACTED_LAYERS:
             directory(OUT.activations("{layer}", "{chunk}")),
         wildcard_constraints:
             layer="|".join(re.escape(layer) for layer in EXTRACTED_LAYERS),
+            chunk=ndplan.CHUNK_PATTERN,
         params:
             **activation_params(),
         threads: config["activations"]["threads"]

@@ -7,10 +7,11 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from netdissect import ablationplan as ndablationplan
 from netdissect import config as ndconfig
+from netdissect.gan import plan as ndganplan
 from netdissect import plan as ndplan
 from netdissect.cli import finished_run
 from netdissect.errors import NetdissectError
-from netdissect.layout import RunLayout
+from netdissect.layout import RunLayout, is_generator_layer
 from netdissect.provenance import digest
 
 
@@ -43,6 +44,7 @@ try:
     ADVERSARIAL_CLASSES = ndplan.adversarial_classes(config) if is_activated("adversarial") else None
     CLASS_NAMES = list(ABLATION.classes if ABLATION else ADVERSARIAL_CLASSES or [])  # the model's output names
     ABLATION_ROLES = dict(ndablationplan.role_splits(config))  # ranking / eval -> split
+    GAN = ndganplan.gan_plan(config, PLAN.image_size) if is_activated("gan") else None
     if workflow.is_main_process:
         logger.info(f"netdissect: dissecting {ndplan.describe_selection(PLAN.selection)} of {PLAN.dataset_root}")
         for line in ABLATION.report if ABLATION else ():
@@ -55,6 +57,8 @@ OUT = RunLayout(RUN)
 CACHE = ndplan.CACHE  # the world and trained networks, shared by runs with the same values
 CHUNKS = [c.name for c in PLAN.chunks]
 LAYERS = list(config["model"]["layers"])
+GAN_LAYERS = list(GAN.layers) if GAN else []  # generator layers, gan.<module>, dissected on generated images
+GAN_CHUNKS = [c.name for c in GAN.chunks] if GAN else []
 SOURCE = ndplan.source_spec(config)
 DATASET = config["dataset"]
 SEGMENTER = config["segmenter"]
@@ -63,8 +67,8 @@ SCRIPT = "../scripts/stage.py"
 
 
 wildcard_constraints:
-    chunk=ndplan.CHUNK_PATTERN,
-    layer="|".join(re.escape(layer) for layer in LAYERS),
+    chunk=f"{ndplan.CHUNK_PATTERN}|{ndganplan.CHUNK_PATTERN}",
+    layer="|".join(re.escape(layer) for layer in LAYERS + GAN_LAYERS),
 
 
 def _check_inputs():
@@ -109,9 +113,25 @@ def chunk_digest(wildcards):
     return PLAN.chunk(wildcards.chunk).digest
 
 
+def chunks_of(layer):
+    """The chunks a layer is dissected on: generated images for a generator layer, the dataset's otherwise."""
+    return GAN_CHUNKS if is_generator_layer(layer) else CHUNKS
+
+
 def get_layer_chunks(path_of):
     """Input function: one path per chunk for the wildcard layer (path_of(layer, chunk) is a layout method)."""
-    return lambda wildcards: [path_of(wildcards.layer, c) for c in CHUNKS]
+    return lambda wildcards: [path_of(wildcards.layer, c) for c in chunks_of(wildcards.layer)]
+
+
+def get_network_digest(wildcards):
+    """The digest of the network whose layer is dissected: the generator's for a generator layer."""
+    return GAN.digest if is_generator_layer(wildcards.layer) else MODEL.digest
+
+
+def get_images_digest(wildcards):
+    """The digest of the images a layer is dissected on (the dataset's chunks, or the generated ones)."""
+    chunks = GAN.chunks if is_generator_layer(wildcards.layer) else PLAN.chunks
+    return digest([c.digest for c in chunks])
 
 
 CLASSIFIER = ndplan.classifier_params(config) if MODEL.trained_here else None
@@ -155,7 +175,7 @@ def get_report_paths():
 
 def get_dissect_outputs():
     """The dissection target: every layer's units and figure, the summary, the training and segmenter reports."""
-    outputs = [path for layer in LAYERS for path in (OUT.units(layer), OUT.detectors_figure(layer))]
+    outputs = [path for layer in LAYERS + GAN_LAYERS for path in (OUT.units(layer), OUT.detectors_figure(layer))]
     return outputs + [OUT.summary(), OUT.index()] + get_report_paths()
 
 
@@ -199,7 +219,8 @@ def get_adversarial_outputs():
 
 def get_statistics_input(wildcards):
     """The layer's label statistics, which units.csv joins when the stage is switched on."""
-    return {"statistics": OUT.statistics(wildcards.layer)} if is_activated("statistics") else {}
+    shown = is_activated("statistics") and not is_generator_layer(wildcards.layer)
+    return {"statistics": OUT.statistics(wildcards.layer)} if shown else {}
 
 
 def get_statistics_outputs():

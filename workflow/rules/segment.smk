@@ -69,6 +69,8 @@ rule segment_chunk:
         concepts=OUT.concepts(),
     output:
         store=directory(OUT.segmentation("{chunk}")),
+    wildcard_constraints:
+        chunk=ndplan.CHUNK_PATTERN,  # generated images are labelled by generate_chunk
     params:
         start=chunk_start,
         stop=chunk_stop,

@@ -58,8 +58,8 @@ rule label_units:
     params:
         iou_threshold=config["iou_threshold"],
         config=ndplan.provenance_config(config),
-        weights_digest=MODEL.digest,
-        dataset_digest=digest([c.digest for c in PLAN.chunks]),
+        weights_digest=get_network_digest,
+        dataset_digest=get_images_digest,
     threads: 1
     log:
         OUT.log("label_units", "{layer}"),

@@ -49,6 +49,9 @@ STAGES = {
     "layer_report": "report:layer_report",
     "report_index": "report:report_index",
     "adversarial_attack": "adversarial:adversarial",
+    "train_generator": "gan:train_generator",
+    "generate_chunk": "gan:generate_chunk",
+    "gan_activations": "gan:gan_activations",
 }
 
 

@@ -71,26 +71,29 @@ def _dataset_labels(records, label_size, skip: bool, skipped: Skipped):
     return planes, image_ids, kept
 
 
-def _model_labels(job, records, skipped: Skipped):
-    """Labels predicted by a model segmenter, plus ground truth when the dataset has it (for quality)."""
+def load_segmenter(job):
+    """The job's model segmenter and a ``predict(images) -> (planes, image_ids)`` for uint8 (N, H, W, 3) batches."""
     import torch
 
-    from ..segmenters import (
-        build_torchvision_segmenter,
-        load_segnet,
-        predict_labels,
-        predict_torchvision,
-    )
+    from ..segmenters import build_torchvision_segmenter, load_segnet, predict_labels, predict_torchvision
 
     p = job.params
     torch.set_num_threads(max(1, job.threads))
     kind = p.segmenter["kind"]
     if kind == "trained":
         model, vocab = load_segnet(job.input.segmenter)
-    elif kind == "torchvision":
+        return lambda images: predict_labels(model, images, vocab)
+    if kind == "torchvision":
         model = build_torchvision_segmenter(p.segmenter["name"], p.segmenter["weights"], p.allow_pickle)
     else:
         model = _factory_segmenter(p.segmenter, p.allow_pickle)
+    return lambda images: (predict_torchvision(model, images, p.label_size), np.zeros((len(images), 0), np.int64))
+
+
+def _model_labels(job, records, skipped: Skipped):
+    """Labels predicted by a model segmenter, plus ground truth when the dataset has it (for quality)."""
+    p = job.params
+    predict = load_segmenter(job)
     planes, image_ids, kept = [], [], []
     batches = image_batches(records, 32, p.image_size, p.resize, p.skip_bad_images, skipped)
     for images, batch in progress(
@@ -98,10 +101,7 @@ def _model_labels(job, records, skipped: Skipped):
     ):
         if not batch:
             continue
-        if kind == "trained":
-            pl, ids = predict_labels(model, images, vocab)
-        else:
-            pl, ids = predict_torchvision(model, images, p.label_size), np.zeros((len(images), 0), np.int64)
+        pl, ids = predict(images)
         planes.extend(pl)
         image_ids.extend(ids)
         kept.extend(batch)
@@ -162,33 +162,34 @@ def segment_chunk(job) -> None:
         planes, image_ids, kept = _model_labels(job, records, skipped)
     if not kept:
         raise StageError(f"no readable images in rows {p.start}-{p.stop} of {p.source['root']}")
-    num_planes = max(1, max(len(x) for x in planes))
-    num_image = max(1, max(len(x) for x in image_ids))
-    labels = _pad_stack(planes, num_planes, tuple(p.label_size))
-    arrays = {
-        "labels": labels,
-        "image_labels": _pad_stack([np.asarray(x) for x in image_ids], num_image, ()),
-        "rows": np.array([r.index for r in kept], np.int64),
-    }
+    labels = stack_planes(planes, p.label_size)
+    quality = None
     if kind == "trained":
         concepts = read_concepts(job.input.concepts)
         size = int(concepts["id"].max()) + 1
         quality = _quality_counts(labels, kept, p.label_size, p.pixel_categories, size)
-        arrays |= {f"quality_{k}": v for k, v in quality.items()}
-    write_group(
-        job.output.store,
-        arrays,
-        {
-            "provenance": provenance_record(
-                "segment",
-                {"segmenter": p.segmenter, "label_size": p.label_size},
-                {"dataset": p.digest, "segmenter": p.segmenter_digest},
-            ),
-            "skipped": skipped.entries,
-        },
-        chunk_rows=CHUNK_ROWS,
-    )
+    write_labels(job, labels, image_ids, [r.index for r in kept], quality, skipped.entries)
     log.info("labelled %d images (%d skipped) with the %s segmenter", len(kept), len(skipped.entries), kind)
+
+
+def stack_planes(planes: list[np.ndarray], label_size) -> np.ndarray:
+    """Images' label planes (each (P_i, h, w)) as one uint16 array (N, max P_i, h, w), missing planes 0."""
+    return _pad_stack(planes, max(1, max(len(x) for x in planes)), tuple(label_size))
+
+
+def write_labels(job, labels: np.ndarray, image_ids, rows: list[int], quality: dict | None, skipped: list) -> None:
+    """Write a chunk's label store: label planes, image-level labels, rows, and quality counts when given."""
+    p = job.params
+    arrays = {
+        "labels": labels,
+        "image_labels": _pad_stack([np.asarray(x) for x in image_ids], max(1, max(len(x) for x in image_ids)), ()),
+        "rows": np.array(rows, np.int64),
+    }
+    arrays |= {f"quality_{k}": v for k, v in (quality or {}).items()}
+    settings = {"segmenter": p.segmenter, "label_size": p.label_size}
+    inputs = {"dataset": p.digest, "segmenter": p.segmenter_digest}
+    attrs = {"provenance": provenance_record("segment", settings, inputs), "skipped": skipped}
+    write_group(job.output.store, arrays, attrs, chunk_rows=CHUNK_ROWS)
 
 
 def segmenter_quality(job) -> None:

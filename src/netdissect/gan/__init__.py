@@ -1,0 +1,1 @@
+"""Generators: loading them with seeded latents and checks, training the embedded one, and interventions."""
