@@ -194,6 +194,24 @@ def image_grid(images: np.ndarray, columns: int, titles: list[str] | None = None
         if i < len(images):
             ax.imshow(images[i], interpolation="nearest")
             if titles:
-                ax.set_title(titles[i], fontsize=7)
+                ax.set_title(titles[i], fontsize=7, loc="left")
     fig.tight_layout(pad=0.3)
+    return fig
+
+
+def insertion_figure(summary: pd.DataFrame) -> Figure:
+    """Success rate of inserting each concept, by the context the location had before: one panel per layer and
+    concept, the number of locations of each context under its bar."""
+    panels = list(summary.groupby(["layer", "concept"], sort=False))
+    fig = Figure(figsize=(7, 2.6 * max(len(panels), 1)))
+    axes = fig.subplots(max(len(panels), 1), 1, squeeze=False)[:, 0]
+    for ax, ((layer, concept), rows) in zip(axes, panels):
+        rows = rows.sort_values("success_rate", ascending=False)
+        x = np.arange(len(rows))
+        ax.bar(x, rows["success_rate"], color="C2")
+        ax.set_xticks(x, [f"{c}\n{n}" for c, n in zip(rows["context"], rows["locations"])], fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("success rate")
+        ax.set_title(f"{layer}: inserting {concept} (top {rows['k'].iloc[0]} units), by context", fontsize=9)
+    fig.tight_layout()
     return fig

@@ -82,6 +82,10 @@ def _check_inputs():
         _fail(ndplan.describe_missing(missing))
     try:
         check_model(MODEL, LAYERS, len(CLASS_NAMES) or None, PLAN.image_size)
+        if GAN is not None:
+            from netdissect.gan.generators import check_gan
+
+            check_gan(config["gan"], list(GAN.modules), PLAN.image_size, ndganplan.segmenter_concepts(config))
     except NetdissectError as error:
         _fail(error)
 

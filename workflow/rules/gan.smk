@@ -95,3 +95,40 @@ if GAN is not None:
         input:
             [OUT.units(layer) for layer in GAN_LAYERS],
             [OUT.detectors_figure(layer) for layer in GAN_LAYERS],
+            OUT.gan_removal(),
+            OUT.gan_insertion(),
+
+    rule gan_interventions:
+        input:
+            unpack(get_generator_input),
+            unpack(get_segmenter_input),
+            concepts=OUT.concepts(),
+            units=[OUT.units(layer) for layer in GAN_LAYERS],
+            tally=[OUT.tally(layer) for layer in GAN_LAYERS],
+            activations=[OUT.activations(layer, chunk) for layer in GAN_LAYERS for chunk in GAN_CHUNKS],
+        output:
+            removal=OUT.gan_removal(),
+            insertion=OUT.gan_insertion(),
+            removal_figure=report(OUT.gan_figure("removal"), caption="../report/gan_removal.rst", category="GAN"),
+            insertion_figure=report(OUT.gan_figure("insertion"), caption="../report/gan_insertion.rst", category="GAN"),
+        params:
+            modules=list(GAN.modules),
+            activations=[[OUT.activations(layer, chunk) for chunk in GAN_CHUNKS] for layer in GAN_LAYERS],
+            gan=GAN_GENERATOR,
+            images=config["gan"]["intervention_images"],
+            **{k: config["gan"][k] for k in ("concepts", "ks", "insertion_k", "insertion_grid", "level")},
+            segmenter=SEGMENTER,
+            label_size=PLAN.label_size,
+            allow_pickle=config["model"]["allow_pickle"],
+            pixel_categories=list(ndplan.synthetic_vocabulary()[0]) if is_trained_segmenter() else [],
+        threads: 1
+        log:
+            OUT.log("gan", "interventions"),
+        benchmark:
+            OUT.benchmark("gan", "interventions")
+        resources:
+            mem_mb=3000,
+            runtime=30,
+            **gpu_resources(),
+        script:
+            SCRIPT

@@ -66,7 +66,7 @@ def check_generator(
 
     Args:
         generator: the module, in eval mode.
-        sampler: its latent sampler; it must give the same latents twice for a seed.
+        sampler: its latent sampler; the generator must make the same images twice from its latents.
         output_range: ``signed`` ([-1, 1]) or ``unit`` ([0, 1]); values beyond it by more than 1e-3 are an error.
         size: the (H, W) the images must have, or None for any.
         rows: how many latents to try.
@@ -74,16 +74,14 @@ def check_generator(
     Returns:
         The (H, W) of the generated images.
     """
-    first, again = sampler(range(rows)), sampler(range(rows))
-    if not torch.equal(first, again):
-        raise GeneratorError("gan: the latent sampler gives different latents for the same seed and rows")
+    latents = sampler(range(rows))
     with torch.inference_mode():
         try:
-            images = generator(first)
+            images, again = generator(latents), generator(latents)
         except Exception as exc:
             raise GeneratorError(
                 f"gan.latent_shape {list(sampler.shape)}: the generator fails on latents of shape "
-                f"{tuple(first.shape)}: {exc!r}"
+                f"{tuple(latents.shape)}: {exc!r}"
             ) from exc
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[:2] != (rows, 3):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -91,6 +89,11 @@ def check_generator(
     found = tuple(images.shape[2:])
     if size is not None and found != tuple(size):
         raise GeneratorError(f"gan.factory: the generator makes {found[0]}x{found[1]} images, not {size[0]}x{size[1]}")
+    if not torch.equal(images, again):
+        raise GeneratorError(
+            "gan.factory: the generator makes different images from the same latents (random "
+            "layers in eval mode?); its images must be a function of the latent"
+        )
     low, high = RANGES[output_range]
     if not torch.isfinite(images).all() or images.min() < low - 1e-3 or images.max() > high + 1e-3:
         raise GeneratorError(
@@ -129,3 +132,33 @@ def load_generator(section: dict, trained: str | None) -> nn.Module:
 def sampler_of(section: dict) -> LatentSampler:
     """The latent sampler of a run's ``gan`` section."""
     return LatentSampler(int(section["seed"]), tuple(section["latent_shape"]))
+
+
+def check_gan(section: dict, modules: list[str], image_size: tuple[int, int], known_concepts: list[str] | None) -> None:
+    """Check a run's generator before any job: its layers exist, its images fit, its concepts are known.
+
+    Args:
+        section: the config's ``gan`` section.
+        modules: the generator modules to dissect.
+        image_size: the (H, W) the generated images must have.
+        known_concepts: the concept names the segmenter can emit (None: not known before labelling).
+    """
+    from ..architectures import Generator
+    from ..models import ModelError, resolve_layers
+
+    if section["factory"] is None:
+        torch.manual_seed(0)
+        generator = Generator(section["latent_shape"][0], section["width"], image_size[0]).eval()
+    else:
+        generator = load_generator(section, None)
+    try:
+        resolve_layers(generator, modules)
+    except ModelError as error:
+        raise GeneratorError(f"config key 'gan.layers': {error}") from error
+    check_generator(generator, sampler_of(section), section["output_range"], image_size)
+    unknown = [c for c in section["concepts"] or [] if known_concepts is not None and c not in known_concepts]
+    if unknown:
+        raise GeneratorError(
+            f"config key 'gan.concepts': the segmenter knows no concept {unknown[0]!r} "
+            f"(it knows {', '.join(known_concepts[:30])}{' ...' if len(known_concepts) > 30 else ''})"
+        )

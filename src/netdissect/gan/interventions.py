@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,50 @@ def cell_window(
     return rows, cols
 
 
-def added_pixels(before: np.ndarray, after: np.ndarray, concept: int, window: tuple[slice, slice]) -> int:
-    """How many more pixels of the window carry the concept after the edit than before (may be negative)."""
-    return int((after[window] == concept).sum()) - int((before[window] == concept).sum())
-
-
 def context_of(context_map: np.ndarray, window: tuple[slice, slice]) -> int:
     """The most frequent label of a window (ties: the lowest id); 0 is 'none'."""
     return int(np.bincount(context_map[window].ravel()).argmax())
+
+
+def cell_masks(cells: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """bool (len(cells), rows, columns) masks, each True at its one (row, column) cell."""
+    masks = np.zeros((len(cells),) + tuple(grid), bool)
+    masks[np.arange(len(cells)), cells[:, 0], cells[:, 1]] = True
+    return masks
+
+
+def chosen_concepts(units: pd.DataFrame, categories: set[str], count: int) -> list[str]:
+    """The concepts with the most detector units of a layer (ties: the higher best IoU, then the name).
+
+    Args:
+        units: the layer's ``units.csv``.
+        categories: the pixel categories whose concepts can be removed and inserted.
+        count: how many concepts to return (fewer when fewer have detectors).
+    """
+    detectors = units[units["detector"] & units["category"].isin(categories)]
+    ranked = detectors.groupby("label")["iou"].agg(["size", "max"]).reset_index()
+    ranked = ranked.sort_values(["size", "max", "label"], ascending=[False, False, True])
+    return list(ranked["label"][:count])
+
+
+def insertion_rows(
+    before: np.ndarray, after: np.ndarray, context: np.ndarray, windows: list[tuple[slice, slice]], min_pixels: int
+) -> pd.DataFrame:
+    """Per edited location: its context, the concept pixels added in its window, and whether that succeeded.
+
+    Args:
+        before: (E, h, w) bool, the concept's pixels before each edit (the unedited image of its latent).
+        after: (E, h, w) bool, and after.
+        context: (E, h, w) labels of the unedited images, of which each window's most frequent is its context.
+        windows: the E windows.
+        min_pixels: an edit succeeds when it adds at least this many concept pixels to its window.
+    """
+    added = np.array([int(a[w].sum()) - int(b[w].sum()) for a, b, w in zip(after, before, windows)])
+    contexts = [context_of(c, w) for c, w in zip(context, windows)]
+    return pd.DataFrame({"context": contexts, "added": added, "success": added >= min_pixels})
+
+
+def spread_cells(grid: tuple[int, int], per_side: int) -> np.ndarray:
+    """(L, 2) cells (row, column) spread evenly over a grid, at most ``per_side`` per side, corners included."""
+    rows, cols = (np.unique(np.linspace(0, n - 1, min(per_side, n)).round().astype(int)) for n in grid)
+    return np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)

@@ -111,3 +111,21 @@ def generator_section(cfg: dict) -> dict:
     """The ``gan`` values that define the generated images (what generation jobs depend on, and no more)."""
     keys = ("factory", "factory_args", "weights", "allow_pickle", "latent_shape", "output_range", "seed")
     return {k: cfg["gan"][k] for k in keys}
+
+
+def segmenter_concepts(cfg: dict) -> list[str] | None:
+    """The pixel concepts the configured segmenter can emit, known before any job (None when they are not)."""
+    import pandas as pd
+
+    segmenter = cfg["segmenter"]
+    if segmenter["kind"] == "trained":
+        from ..synthetic.vocabulary import PIXEL_CATEGORIES, concept_table
+
+        return [name for _, name, category in concept_table() if category in PIXEL_CATEGORIES]
+    if segmenter["kind"] == "factory" and segmenter["concepts"]:
+        return list(pd.read_csv(segmenter["concepts"], keep_default_na=False)["name"])
+    if segmenter["kind"] == "torchvision":
+        from ..segmenters import VOC_CLASSES
+
+        return list(VOC_CLASSES[1:])
+    return None

@@ -52,6 +52,7 @@ STAGES = {
     "train_generator": "gan:train_generator",
     "generate_chunk": "gan:generate_chunk",
     "gan_activations": "gan:gan_activations",
+    "gan_interventions": "gan:gan_interventions",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -92,3 +93,148 @@ def gan_activations(job) -> None:
     device = torch.device("cpu")
     stored = dump_layers(generator, batches, outputs, p.stop - p.start, p.dtype, None, device, attributes, empty)
     log.info("%d latents, layers %s: %.1f s", stored, list(outputs), time.time() - start)
+
+
+class Renderer:
+    """Generate images from latents under layer edits, and label them with the segmenter, in fixed batches."""
+
+    def __init__(self, generator: torch.nn.Module, predict, output_range: str) -> None:
+        self.generator, self.predict, self.output_range = generator, predict, output_range
+
+    def __call__(self, latents: torch.Tensor, module: str | None = None, edit=None, masks=None):
+        """(uint8 images (N, H, W, 3), label planes (N, P, h, w)) of the latents, the module's units edited.
+
+        Args:
+            latents: (N, *latent_shape).
+            module: the edited module, with ``edit`` (a UnitEdit) applied to every image, or None.
+            edit: the edit.
+            masks: optional (N, h, w) masks, one per latent, replacing the edit's mask.
+        """
+        from ..hooks import LayerHooks
+
+        images, planes = [], []
+        for begin in range(0, len(latents), BATCH):
+            end = min(begin + BATCH, len(latents))
+            with torch.inference_mode():
+                if edit is None:
+                    out = self.generator(latents[begin:end])
+                else:
+                    batch_edit = edit if masks is None else replace(edit, mask=masks[begin:end])
+                    with LayerHooks(self.generator, edits={module: batch_edit}) as hooks:
+                        out = hooks.run(latents[begin:end])
+            made = to_uint8(out, self.output_range)
+            images.append(made)
+            planes.append(self.predict(made)[0])
+        return np.concatenate(images), np.concatenate(planes)
+
+
+def unit_levels(paths: list[str], level: float) -> np.ndarray:
+    """Each unit's ``level`` quantile over every image and position of a layer's activation stores."""
+    from ..stores import open_group
+
+    values = np.concatenate([open_group(p)["activations"][:].astype(np.float32) for p in paths])
+    return np.quantile(values.transpose(1, 0, 2, 3).reshape(values.shape[1], -1), level, axis=1)
+
+
+def gan_interventions(job) -> None:
+    """Remove and insert each chosen concept's units in every generator layer; write the tables and figures."""
+    import pandas as pd
+
+    from ..ablation import iou_ranking
+    from ..figures import image_grid, insertion_figure
+    from ..gan import interventions as iv
+    from ..hooks import UnitEdit
+    from ..stores import write_csv
+    from ..tables import read_concepts, read_units
+    from ..tallystore import read_layer_iou
+
+    p = job.params
+    torch.set_num_threads(max(1, job.threads))
+    concepts = read_concepts(job.input.concepts)
+    names = dict(zip(concepts["id"], concepts["name"]))
+    by_name = {n: (int(i), c) for i, n, c in concepts[["id", "name", "category"]].itertuples(index=False)}
+    categories = p.pixel_categories or sorted(set(concepts["category"]))
+    plane = {c: categories.index(c) if p.pixel_categories else 0 for c in categories}
+    render = Renderer(
+        load_generator(p.gan, getattr(job.input, "generator", None)), load_segmenter(job), p.gan["output_range"]
+    )
+    latents = sampler_of(p.gan)(range(p.images))
+    base_images, base_planes = render(latents)
+    removals, insertions, grids = [], [], []
+    for module, units_csv, tally, acts in zip(p.modules, job.input.units, job.input.tally, p.activations):
+        layer = GENERATOR_PREFIX + module
+        units = read_units(units_csv)
+        iou, _, _ = read_layer_iou(tally, concepts["id"].to_numpy())
+        chosen = p.concepts or iv.chosen_concepts(units, set(categories), 3)
+        levels = torch.as_tensor(unit_levels(acts, p.level), dtype=torch.float32)
+        for name in chosen:
+            cid, category = by_name[name]
+            order = iou_ranking(iou[:, cid])
+            before = base_planes[:, plane[category]]
+            for k in p.ks:
+                images, planes = render(latents, module, UnitEdit(order[:k].tolist(), 0.0))
+                effect = iv.removal_effect(before, planes[:, plane[category]], cid)
+                removals.append(
+                    (
+                        layer,
+                        name,
+                        k,
+                        effect.fraction_before,
+                        effect.fraction_after,
+                        effect.other_changed,
+                        names.get(effect.top_replacement, "none"),
+                    )
+                )
+            grids.append((f"{layer} {name}: top {k} removed", base_images[:8], images[:8]))
+            insertions.extend(
+                _insertion(render, latents, module, order[: p.insertion_k], levels, before, plane[category], cid, p)
+                .assign(layer=layer, concept=name, k=p.insertion_k)
+                .itertuples(index=False)
+            )
+    removal = pd.DataFrame(
+        removals,
+        columns=["layer", "concept", "k", "fraction_before", "fraction_after", "other_changed", "top_replacement"],
+    )
+    write_csv(job.output.removal, removal)
+    table = pd.DataFrame(insertions)
+    table["context"] = [names.get(c, "none") for c in table["context"]]
+    summary = (
+        table.groupby(["layer", "concept", "k", "context"], sort=True)
+        .agg(locations=("added", "size"), added_pixels_mean=("added", "mean"), success_rate=("success", "mean"))
+        .reset_index()
+    )
+    write_csv(job.output.insertion, summary)
+    insertion_figure(summary).savefig(job.output.insertion_figure, dpi=100)
+    titles = [t for t, _, _ in grids for _ in range(16)]
+    shown = np.concatenate([np.concatenate([b, a]) for _, b, a in grids])
+    image_grid(shown, 8, [t if i % 16 == 0 else "" for i, t in enumerate(titles)]).savefig(
+        job.output.removal_figure, dpi=100
+    )
+    log.info("removal: %d rows; insertion: %d locations", len(removal), len(table))
+
+
+def _layer_grid(generator: torch.nn.Module, module: str, latent: torch.Tensor) -> tuple[int, int]:
+    """The (h, w) of a generator module's output."""
+    from ..hooks import LayerHooks
+
+    with LayerHooks(generator, capture=[module], stop_after_capture=True) as hooks, torch.inference_mode():
+        hooks.run(latent)
+    return tuple(hooks.captured[module].shape[2:])
+
+
+def _insertion(render, latents, module, units, levels, before, plane: int, cid: int, p):
+    """Switch the units on in one cell at a time, for every spread cell of every latent; one row per location."""
+    from ..gan import interventions as iv
+    from ..hooks import UnitEdit
+
+    grid = _layer_grid(render.generator, module, latents[:1])
+    cells = iv.spread_cells(grid, p.insertion_grid)
+    image = np.repeat(np.arange(len(latents)), len(cells))
+    cell = np.tile(np.arange(len(cells)), len(latents))
+    masks = torch.from_numpy(iv.cell_masks(cells[cell], grid))
+    value = levels[torch.as_tensor(units)]
+    _, planes = render(latents[image], module, UnitEdit(units.tolist(), value), masks)
+    windows = [iv.cell_window(tuple(cells[c]), grid, before.shape[1:], 1) for c in cell]
+    context = before[image]
+    cell_pixels = (before.shape[1] // grid[0]) * (before.shape[2] // grid[1])  # success: half a cell added
+    return iv.insertion_rows(context == cid, planes[:, plane] == cid, context, windows, max(1, cell_pixels // 2))
