@@ -99,19 +99,25 @@ def chosen_concepts(units: pd.DataFrame, categories: set[str], count: int) -> li
 
 
 def insertion_rows(
-    before: np.ndarray, after: np.ndarray, context: np.ndarray, windows: list[tuple[slice, slice]], min_pixels: int
+    before: np.ndarray,
+    after: np.ndarray,
+    context: np.ndarray,
+    windows: list[tuple[slice, slice]],
+    cells: list[tuple[slice, slice]],
+    min_pixels: int,
 ) -> pd.DataFrame:
     """Per edited location: its context, the concept pixels added in its window, and whether that succeeded.
 
     Args:
         before: (E, h, w) bool, the concept's pixels before each edit (the unedited image of its latent).
         after: (E, h, w) bool, and after.
-        context: (E, h, w) labels of the unedited images, of which each window's most frequent is its context.
-        windows: the E windows.
+        context: (E, h, w) labels of the unedited images; the most frequent inside each edited cell is its context.
+        windows: the E windows in which added pixels are counted.
+        cells: the E edited cells' own footprints.
         min_pixels: an edit succeeds when it adds at least this many concept pixels to its window.
     """
     added = np.array([int(a[w].sum()) - int(b[w].sum()) for a, b, w in zip(after, before, windows)])
-    contexts = [context_of(c, w) for c, w in zip(context, windows)]
+    contexts = [context_of(c, w) for c, w in zip(context, cells)]
     return pd.DataFrame({"context": contexts, "added": added, "success": added >= min_pixels})
 
 

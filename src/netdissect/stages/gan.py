@@ -235,6 +235,8 @@ def _insertion(render, latents, module, units, levels, before, plane: int, cid: 
     value = levels[torch.as_tensor(units)]
     _, planes = render(latents[image], module, UnitEdit(units.tolist(), value), masks)
     windows = [iv.cell_window(tuple(cells[c]), grid, before.shape[1:], 1) for c in cell]
+    footprints = [iv.cell_window(tuple(cells[c]), grid, before.shape[1:], 0) for c in cell]
     context = before[image]
     cell_pixels = (before.shape[1] // grid[0]) * (before.shape[2] // grid[1])  # success: half a cell added
-    return iv.insertion_rows(context == cid, planes[:, plane] == cid, context, windows, max(1, cell_pixels // 2))
+    added = planes[:, plane] == cid
+    return iv.insertion_rows(context == cid, added, context, windows, footprints, max(1, cell_pixels // 2))
