@@ -264,3 +264,39 @@ def test_planted_generator_is_dissected_removed_and_inserted(workflow_factory, t
         assert (wf.results / name).read_bytes() == (other.results / name).read_bytes(), name
     rerun = wf.run("gan")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    _check_painting(wf.results, tmp_path)
+
+
+def _check_painting(run, tmp_path):
+    """netdissect paint on the planted run: red appears in exactly the cells the box touches, nothing else changes;
+    --remove erases every red cell it covers; bad boxes and concepts are named."""
+    from PIL import Image
+
+    from netdissect.cli import main
+
+    out = tmp_path / "paint.png"
+    box = ["--box", "9", "17", "15", "23"]  # inside cell (row 2, column 1): pixels 16-23 x 8-15
+    assert main(["paint", "--run", str(run), "--concept", "red", *box, "--seed", "3", "-o", str(out)]) == 0
+    image = np.asarray(Image.open(out))
+    before, after = image[:, :32], image[:, 36:]
+    inside = np.zeros((32, 32), bool)
+    inside[16:24, 8:16] = True
+    assert (after[inside] == [255, 0, 0]).all()
+    assert (before[~inside] == after[~inside]).all()
+
+    assert (
+        main(
+            ["paint", "--run", str(run), "--concept", "red", "--box", "0", "0", "32", "32", "--remove", "-o", str(out)]
+        )
+        == 0
+    )
+    image = np.asarray(Image.open(out))
+    assert (image[:, :32] == [255, 0, 0]).all(-1).any() and not (image[:, 36:] == [255, 0, 0]).all(-1).any()
+
+    from netdissect.gan.generators import GeneratorError
+    from netdissect.gan.paint import Painter, box_region
+
+    with pytest.raises(GeneratorError, match=r"--box 0 0 40 8 is not a box inside the 32x32 image"):
+        box_region((0, 0, 40, 8), (32, 32))
+    with pytest.raises(GeneratorError, match=r"--concept 'tree'.*known: blue, gray, red"):
+        Painter.of_run(run).paint("tree", inside, 0)

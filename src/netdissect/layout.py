@@ -191,6 +191,10 @@ class RunLayout:
     def gan_insertion(self) -> str:
         return self._path("gan", "insertion.csv")
 
+    def gan_painting(self) -> str:
+        """What ``netdissect paint`` reads: the generator, its layers' unit levels and rankings."""
+        return self._path("gan", "painting.json")
+
     def gan_figure(self, name: str) -> str:
         return self._path("gan", f"{name}.png")
 

@@ -97,6 +97,7 @@ if GAN is not None:
             [OUT.detectors_figure(layer) for layer in GAN_LAYERS],
             OUT.gan_removal(),
             OUT.gan_insertion(),
+            OUT.gan_painting(),
 
     rule gan_interventions:
         input:
@@ -109,6 +110,7 @@ if GAN is not None:
         output:
             removal=OUT.gan_removal(),
             insertion=OUT.gan_insertion(),
+            painting=OUT.gan_painting(),
             removal_figure=report(OUT.gan_figure("removal"), caption="../report/gan_removal.rst", category="GAN"),
             insertion_figure=report(OUT.gan_figure("insertion"), caption="../report/gan_insertion.rst", category="GAN"),
         params:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..gan.generators import LatentSampler, load_generator, sampler_of, save_generator, to_uint8
+from ..gan.paint import write_painting
 from ..layout import GENERATOR_PREFIX
 from ..progress import progress
 from ..provenance import record
@@ -160,13 +161,16 @@ def gan_interventions(job) -> None:
     )
     latents = sampler_of(p.gan)(range(p.images))
     base_images, base_planes = render(latents)
-    removals, insertions, grids = [], [], []
+    removals, insertions, grids, painting = [], [], [], {}
+    pixel_concepts = concepts[concepts["category"].isin(categories)]
     for module, units_csv, tally, acts in zip(p.modules, job.input.units, job.input.tally, p.activations):
         layer = GENERATOR_PREFIX + module
         units = read_units(units_csv)
         iou, _, _ = read_layer_iou(tally, concepts["id"].to_numpy())
         chosen = p.concepts or iv.chosen_concepts(units, set(categories), 3)
         levels = torch.as_tensor(unit_levels(acts, p.level), dtype=torch.float32)
+        rankings = {n: iou_ranking(iou[:, i]).tolist() for i, n in zip(pixel_concepts["id"], pixel_concepts["name"])}
+        painting[layer] = {"module": module, "levels": levels.tolist(), "ranking": rankings, "k": p.insertion_k}
         for name in chosen:
             cid, category = by_name[name]
             order = iou_ranking(iou[:, cid])
@@ -210,6 +214,7 @@ def gan_interventions(job) -> None:
     image_grid(shown, 8, [t if i % 16 == 0 else "" for i, t in enumerate(titles)]).savefig(
         job.output.removal_figure, dpi=100
     )
+    write_painting(job.output.painting, p.gan, getattr(job.input, "generator", None), painting)
     log.info("removal: %d rows; insertion: %d locations", len(removal), len(table))
 
 
