@@ -186,7 +186,7 @@ def statistics_figure(best_iou: np.ndarray, table: pd.DataFrame, iou_threshold: 
 
 def image_grid(images: np.ndarray, columns: int, titles: list[str] | None = None) -> Figure:
     """uint8 images (N, H, W, 3) in rows of ``columns``, each with an optional title above it."""
-    rows = -(-len(images) // columns)
+    rows = max(1, -(-len(images) // columns))
     fig = Figure(figsize=(1.2 * columns, 1.2 * rows + (0.25 * rows if titles else 0)))
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):

@@ -211,6 +211,12 @@ def get_report_inputs(wildcards):
     if is_activated("adversarial"):
         inputs |= {"adversarial_summary": OUT.adversarial_summary(), "adversarial_figure": OUT.adversarial_figure()}
         inputs["adversarial_units"] = [OUT.adversarial_units(layer) for layer in LAYERS]
+    if GAN is not None:
+        inputs |= {"gan_units": [OUT.units(layer) for layer in GAN_LAYERS], "gan_removal": OUT.gan_removal()}
+        inputs |= {"gan_insertion": OUT.gan_insertion()}
+        inputs |= {f"gan_{name}_figure": OUT.gan_figure(name) for name in ("removal", "insertion", "paintings")}
+        if GAN.trained_here:
+            inputs["gan_samples"] = CACHE.generator_samples(ndplan.cache_key(GAN.training))
     return inputs
 
 

@@ -113,6 +113,7 @@ if GAN is not None:
             painting=OUT.gan_painting(),
             removal_figure=report(OUT.gan_figure("removal"), caption="../report/gan_removal.rst", category="GAN"),
             insertion_figure=report(OUT.gan_figure("insertion"), caption="../report/gan_insertion.rst", category="GAN"),
+            paintings=report(OUT.gan_figure("paintings"), caption="../report/gan_paintings.rst", category="GAN"),
         params:
             modules=list(GAN.modules),
             activations=[[OUT.activations(layer, chunk) for chunk in GAN_CHUNKS] for layer in GAN_LAYERS],

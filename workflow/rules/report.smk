@@ -124,6 +124,8 @@ rule report_index:
         ablation_layers=get_ablation_layers(),
         fdr_q=config["statistics"]["fdr_q"],
         ablation_value=config["ablation"]["value"],
+        gan_layers=GAN_LAYERS,
+        gan=config["gan"],
     threads: 1
     log:
         OUT.log("report", "index"),

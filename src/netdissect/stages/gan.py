@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..gan.generators import LatentSampler, load_generator, sampler_of, save_generator, to_uint8
-from ..gan.paint import write_painting
+from ..gan.paint import Painter, write_painting
 from ..layout import GENERATOR_PREFIX
 from ..progress import progress
 from ..provenance import record
@@ -161,13 +161,14 @@ def gan_interventions(job) -> None:
     )
     latents = sampler_of(p.gan)(range(p.images))
     base_images, base_planes = render(latents)
-    removals, insertions, grids, painting = [], [], [], {}
+    removals, insertions, grids, painting, chosen_by_layer = [], [], [], {}, {}
     pixel_concepts = concepts[concepts["category"].isin(categories)]
     for module, units_csv, tally, acts in zip(p.modules, job.input.units, job.input.tally, p.activations):
         layer = GENERATOR_PREFIX + module
         units = read_units(units_csv)
         iou, _, _ = read_layer_iou(tally, concepts["id"].to_numpy())
         chosen = p.concepts or iv.chosen_concepts(units, set(categories), 3)
+        chosen_by_layer[layer] = chosen
         levels = torch.as_tensor(unit_levels(acts, p.level), dtype=torch.float32)
         rankings = {n: iou_ranking(iou[:, i]).tolist() for i, n in zip(pixel_concepts["id"], pixel_concepts["name"])}
         painting[layer] = {"module": module, "levels": levels.tolist(), "ranking": rankings, "k": p.insertion_k}
@@ -200,7 +201,7 @@ def gan_interventions(job) -> None:
         columns=["layer", "concept", "k", "fraction_before", "fraction_after", "other_changed", "top_replacement"],
     )
     write_csv(job.output.removal, removal)
-    table = pd.DataFrame(insertions)
+    table = pd.DataFrame(insertions, columns=["context", "added", "success", "layer", "concept", "k"])
     table["context"] = [names.get(c, "none") for c in table["context"]]
     summary = (
         table.groupby(["layer", "concept", "k", "context"], sort=True)
@@ -209,12 +210,15 @@ def gan_interventions(job) -> None:
     )
     write_csv(job.output.insertion, summary)
     insertion_figure(summary).savefig(job.output.insertion_figure, dpi=100)
-    titles = [t for t, _, _ in grids for _ in range(16)]
-    shown = np.concatenate([np.concatenate([b, a]) for _, b, a in grids])
-    image_grid(shown, 8, [t if i % 16 == 0 else "" for i, t in enumerate(titles)]).savefig(
+    shown = [image for _, before, after in grids for image in (*before, *after)]
+    titles = [title if i == 0 else "" for title, before, _ in grids for i in range(2 * len(before))]
+    image_grid(np.stack(shown) if shown else np.zeros((0, 1, 1, 3), np.uint8), 8, titles).savefig(
         job.output.removal_figure, dpi=100
     )
     write_painting(job.output.painting, p.gan, getattr(job.input, "generator", None), painting)
+    painter = Painter(render.generator, p.gan, painting)
+    layer, concepts_shown = next(iter(chosen_by_layer.items()))
+    _gallery(painter, layer, concepts_shown).savefig(job.output.paintings, dpi=100)
     log.info("removal: %d rows; insertion: %d locations", len(removal), len(table))
 
 
@@ -245,3 +249,19 @@ def _insertion(render, latents, module, units, levels, before, plane: int, cid: 
     cell_pixels = (before.shape[1] // grid[0]) * (before.shape[2] // grid[1])  # success: half a cell added
     added = planes[:, plane] == cid
     return iv.insertion_rows(context == cid, added, context, windows, footprints, max(1, cell_pixels // 2))
+
+
+def _gallery(painter: Painter, layer: str, concepts: list[str], seeds: int = 4):
+    """Each concept painted with the layer's units into the centre half of the images of a few seeds."""
+    from ..figures import image_grid
+
+    size = painter.image_size()
+    region = np.zeros(size, bool)
+    region[size[0] // 4 : 3 * size[0] // 4, size[1] // 4 : 3 * size[1] // 4] = True
+    shown, titles = [], []
+    for concept in concepts:
+        for seed in range(seeds):
+            before, after, _ = painter.paint(concept, region, seed, layer=layer)
+            shown += [before, after]
+            titles += [f"{layer}: {concept} painted in the centre (before, after)" if seed == 0 else "", ""]
+    return image_grid(np.stack(shown) if shown else np.zeros((0, 1, 1, 3), np.uint8), 2 * seeds, titles)

@@ -290,6 +290,64 @@ def _adversarial_section(job, page: str) -> html.Section:
     )
 
 
+def _gan_section(job, page: str) -> html.Section:
+    """The GAN dissection: each generator layer's detectors, the removal and insertion tables and figures."""
+    inputs, p = job.input, job.params.gan
+    source = "the embedded DCGAN trained here" if p["factory"] is None else p["factory"]
+    text = [
+        (
+            f"The generator ({source}) made {p['images']} images from seeded latents; the segmenter labelled them and "
+            "the spine dissected its layers on them. Removal sets a concept's top-k units (by IoU) to zero in every "
+            f"cell of the first {p['intervention_images']} latents' images; insertion sets its top {p['insertion_k']} "
+            f"units to their {p['level']} quantile in one cell at a time, and counts the concept's pixels added within "
+            "one cell of it, grouped by what the segmenter saw in that cell before (its context). Other pixels "
+            "changed: the share of the pixels not of the concept whose label (in the concept's category) changed."
+        )
+    ]
+    layers = []
+    for layer, path in zip(job.params.gan_layers, inputs.gan_units):
+        units = read_units(path)
+        layers.append(
+            {
+                "layer": layer,
+                "units": len(units),
+                "detectors": int(units["detector"].sum()),
+                "concepts": int(units.loc[units["detector"], "label"].nunique()),
+            }
+        )
+    removal = pd.read_csv(inputs.gan_removal, keep_default_na=False)
+    insertion = pd.read_csv(inputs.gan_insertion, keep_default_na=False)
+    numbers = {
+        c: "{:.3f}" for c in ("fraction_before", "fraction_after", "other_changed", "added_pixels_mean", "success_rate")
+    }
+    figures_ = (
+        [html.FigureLink(_relative(inputs.gan_samples, page), None, "generated samples")]
+        if hasattr(inputs, "gan_samples")
+        else []
+    )
+    figures_ += [
+        html.FigureLink(_relative(inputs[f"gan_{name}_figure"], page), None, caption)
+        for name, caption in (
+            ("removal", "before and after removal"),
+            ("insertion", "insertion by context"),
+            ("paintings", "paintings"),
+        )
+    ]
+    links = [
+        {"name": Path(path).name, "href": _relative(path, page)} for path in (inputs.gan_removal, inputs.gan_insertion)
+    ]
+    links += [
+        {"name": f"{layer}/units.csv", "href": _relative(path, page)}
+        for layer, path in zip(job.params.gan_layers, inputs.gan_units)
+    ]
+    tables = [
+        html.table_of(pd.DataFrame(layers), {}),
+        html.table_of(removal, numbers),
+        html.table_of(insertion, numbers),
+    ]
+    return html.Section(id="gan", title="GAN dissection", text=text, figures=figures_, tables=tables, links=links)
+
+
 def report_index(job) -> None:
     """The report's overview page: the run, every layer's detectors, a layer-by-layer chart, further stages'
     sections, the provenance."""
@@ -312,6 +370,7 @@ def report_index(job) -> None:
     save_figure(figures.layers_figure(summary_table, list(p.layers)), job.output.layers_png, job.output.layers_svg)
     sections = [_ablation_section(job, page)] if job.params.ablation_layers else []
     sections += [_adversarial_section(job, page)] if hasattr(job.input, "adversarial_summary") else []
+    sections += [_gan_section(job, page)] if job.params.gan_layers else []
     layer_provenance = run_provenance["layers"]
     first = layer_provenance[p.layers[0]]
     inputs = {layer: layer_provenance[layer]["inputs"] for layer in p.layers}
