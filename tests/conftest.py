@@ -22,6 +22,7 @@ TINY = {
     "ablation": {"activate": False},  # the ablation and adversarial tests switch them on; the others stay quick
     "adversarial": {"activate": False},
     "statistics": {"activate": False, "resamples": 50},
+    "gan": {"activate": False},  # tests/test_gan.py switches it on with a planted generator
 }
 
 

@@ -1,5 +1,9 @@
 """Adversarial training of the embedded generator on a set of images (DCGAN: non-saturating loss, Adam).
 
+Two stabilisers, measured on the synthetic world (cleaner skies and fields, fewer collapsed textures at the same
+1,260 steps): one-sided label smoothing (real images are the discriminator's target 0.9) and instance noise (both
+real and generated images get Gaussian noise of standard deviation 0.1, falling linearly to 0 at the last step).
+
 Deterministic for a seed and a thread count, like :func:`netdissect.training.fit`: the global torch seed is set
 before the networks are built, and one generator seeded alike draws every shuffle, flip and latent.
 """
@@ -16,6 +20,9 @@ from torch.nn import functional as F
 from ..architectures import Discriminator, Generator
 from ..progress import progress
 from ..training import Schedule, batch_count, random_flips, seeded_batches, torch_threads
+
+REAL_TARGET = 0.9  # one-sided label smoothing
+INSTANCE_NOISE = 0.1  # standard deviation at the first step, on images in [-1, 1]
 
 
 def to_signed(images: np.ndarray) -> torch.Tensor:
@@ -60,6 +67,7 @@ def train_gan(
         steps = batch_count(len(images), schedule.batch_size) * schedule.epochs
         done = progress(total=steps, what="generator training", unit="steps", log=log)
         means: dict[str, float] = {}
+        step = 0
         for epoch in range(schedule.epochs):
             epoch_start = time.perf_counter()
             sums = {"d_loss": 0.0, "g_loss": 0.0, "d_accuracy": 0.0}
@@ -69,8 +77,12 @@ def train_gan(
                 real = real_all[index]
                 real = torch.where(random_flips(n, draw), real.flip(3), real)
                 fake = gen(torch.randn(n, latent_dim, generator=draw))
+                sigma = INSTANCE_NOISE * (1 - step / steps)
+                real = real + sigma * torch.randn(real.shape, generator=draw)
+                fake = fake + sigma * torch.randn(fake.shape, generator=draw)
                 real_logit, fake_logit = disc(real), disc(fake.detach())
-                d_loss = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
+                target = torch.full_like(real_logit, REAL_TARGET)
+                d_loss = F.binary_cross_entropy_with_logits(real_logit, target) + F.softplus(fake_logit).mean()
                 d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
                 d_opt.step()
@@ -79,6 +91,7 @@ def train_gan(
                 g_loss.backward()
                 g_opt.step()
                 done.update()
+                step += 1
                 correct = (real_logit > 0).sum() + (fake_logit < 0).sum()
                 sums["d_loss"] += d_loss.item() * n
                 sums["g_loss"] += g_loss.item() * n
