@@ -652,12 +652,13 @@ def bench_statistics(n: int, resamples: int, results: dict) -> None:
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
 STARTED = re.compile(r"^(?:local)?rule (\w+):$")
 FINISHED = re.compile(r"^Finished jobid: \d+ \(Rule: (\w+)\)$")
-TRAINING = ("train_classifier", "train_segmenter")
+TRAINING = ("train_classifier", "train_segmenter", "train_generator")
 STAGES = {  # rule-name prefixes of the stages after the dissection, for their share of the first run
     "ablation": ("ablation",),
     "adversarial": ("adversarial",),
     "report": ("top_images", "layer_report", "report_index"),
     "statistics": ("statistics",),
+    "gan": ("train_generator", "generate_chunk", "gan_"),
 }
 
 
