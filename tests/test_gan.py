@@ -223,6 +223,7 @@ def _planted_config(tmp_path, chunk_size: int) -> dict:
             "latent_shape": [16],
             "output_range": "unit",
             "layers": ["paint"],
+            "concepts": None,
             "images": 24,
             "ks": [1, 2],
             "insertion_k": 1,
@@ -283,6 +284,11 @@ def _check_painting(run, tmp_path):
     inside[16:24, 8:16] = True
     assert (after[inside] == [255, 0, 0]).all()
     assert (before[~inside] == after[~inside]).all()
+    mask, masked = tmp_path / "mask.png", tmp_path / "masked.png"
+    Image.fromarray(inside.astype(np.uint8) * 255).save(mask)
+    args = ["--concept", "red", "--mask", str(mask), "--seed", "3", "-o", str(masked)]
+    assert main(["paint", "--run", str(run), *args]) == 0
+    assert (np.asarray(Image.open(masked)) == image).all()  # the mask of that cell paints what the box did
 
     assert (
         main(
@@ -300,3 +306,19 @@ def _check_painting(run, tmp_path):
         box_region((0, 0, 40, 8), (32, 32))
     with pytest.raises(GeneratorError, match=r"--concept 'tree'.*known: blue, gray, red"):
         Painter.of_run(run).paint("tree", inside, 0)
+
+
+@pytest.mark.workflow
+def test_embedded_generator_is_trained_once_and_cached(workflow_factory):
+    gan = {"activate": True, "epochs": 1, "width": 4, "images": 40, "intervention_images": 4, "insertion_grid": 2}
+    wf = workflow_factory({"segmenter": {"kind": "trained"}, "gan": gan | {"concepts": ["sky"], "ks": [1]}})
+    wf.run("gan")
+    assert (wf.results / "gan" / "removal.csv").read_text().startswith("layer,concept,k,")
+    samples = list((wf.folder / "results" / "cache").glob("generator-*/samples.png"))
+    assert len(samples) == 1
+    wf.set_config(wf.config | {"gan": wf.config["gan"] | {"concepts": ["tree"], "ks": [1, 2], "layers": ["layer2"]}})
+    jobs = wf.dry_run_jobs("gan")
+    assert "train_generator" not in jobs and "generate_chunk" not in jobs  # the images do not depend on the layers
+    assert jobs["gan_activations"] == 2 and jobs["gan_interventions"] == 1
+    wf.set_config(wf.config | {"gan": wf.config["gan"] | {"epochs": 2}})
+    assert wf.dry_run_jobs("gan")["train_generator"] == 1
