@@ -24,7 +24,7 @@ include: "workflow/rules/gan.smk"
 
 # Named targets: `snakemake dissect` runs the dissection alone, `snakemake ablation` the ablation sweeps,
 # `snakemake report` the HTML report, `snakemake adversarial` the attack analysis, `snakemake statistics` the
-# label statistics (each with the dissection it reads); `all` (the default) runs every switched-on stage.
+# label statistics, `snakemake gan` the GAN dissection and its interventions (each with the dissection it reads); `all` (the default) runs every switched-on stage.
 # Light rules (reduces, reports) say `localrule: True` themselves: on a cluster they run in the main process.
 rule dissect:
     localrule: True
@@ -41,7 +41,7 @@ rule all:
         get_report_outputs(),
         get_adversarial_outputs(),
         get_statistics_outputs(),
-        [OUT.units(layer) for layer in GAN_LAYERS],
+        get_gan_outputs(),
 
 
 # After a run that made the dissection's outputs: the detector summary, and where the tables and reports are.

@@ -179,7 +179,7 @@ def get_report_paths():
 
 def get_dissect_outputs():
     """The dissection target: every layer's units and figure, the summary, the training and segmenter reports."""
-    outputs = [path for layer in LAYERS + GAN_LAYERS for path in (OUT.units(layer), OUT.detectors_figure(layer))]
+    outputs = [path for layer in LAYERS for path in (OUT.units(layer), OUT.detectors_figure(layer))]
     return outputs + [OUT.summary(), OUT.index()] + get_report_paths()
 
 
@@ -218,6 +218,12 @@ def get_report_inputs(wildcards):
         if GAN.trained_here:
             inputs["gan_samples"] = CACHE.generator_samples(ndplan.cache_key(GAN.training))
     return inputs
+
+
+def get_gan_outputs():
+    """The GAN target: every generator layer's units and figure, the interventions' tables (none when off)."""
+    layers = [path for layer in GAN_LAYERS for path in (OUT.units(layer), OUT.detectors_figure(layer))]
+    return layers + ([OUT.gan_removal(), OUT.gan_insertion(), OUT.gan_painting()] if GAN else [])
 
 
 def get_adversarial_outputs():

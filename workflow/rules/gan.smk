@@ -93,11 +93,7 @@ if GAN is not None:
     rule gan:
         localrule: True
         input:
-            [OUT.units(layer) for layer in GAN_LAYERS],
-            [OUT.detectors_figure(layer) for layer in GAN_LAYERS],
-            OUT.gan_removal(),
-            OUT.gan_insertion(),
-            OUT.gan_painting(),
+            get_gan_outputs(),
 
     rule gan_interventions:
         input:
