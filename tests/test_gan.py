@@ -248,7 +248,7 @@ def test_planted_generator_is_dissected_removed_and_inserted(workflow_factory, t
     assert red.loc[1, "fraction_after"] == 0 and red.loc[1, "other_changed"] == 0  # unit 0 alone paints red
     assert red.loc[1, "top_replacement"] == "gray"
 
-    # Insertion: unit 0 switched on (to its 0.99 quantile, 1) in one cell makes that cell's 4x4 label pixels red:
+    # Insertion: unit 0 switched on (to its t_u, 0.625 > 0.5) in one cell makes that cell's 4x4 label pixels red:
     # 16 added wherever the cell was not red already, none where it was.
     insertion = pd.read_csv(wf.results / "gan" / "insertion.csv", keep_default_na=False)
     red = insertion[insertion["concept"] == "red"].set_index("context")
@@ -322,3 +322,37 @@ def test_embedded_generator_is_trained_once_and_cached(workflow_factory):
     assert jobs["gan_activations"] == 2 and jobs["gan_interventions"] == 1
     wf.set_config(wf.config | {"gan": wf.config["gan"] | {"epochs": 2}})
     assert wf.dry_run_jobs("gan")["train_generator"] == 1
+
+
+def test_gan_default_applies_only_where_a_generator_can_be_had_and_labelled(tmp_path):
+    from pathlib import Path
+
+    from netdissect.config import ConfigError, load_yaml, resolve_exclusive
+    from netdissect.gan.plan import gan_plan
+
+    defaults = load_yaml(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+
+    def resolved(user: dict) -> dict:
+        return resolve_exclusive(defaults, [("f", user)])
+
+    assert resolved({})["gan"]["activate"]
+    folder = {"dataset": {"kind": "imagefolder", "root": str(tmp_path)}}
+    assert not resolved(folder)["gan"]["activate"]  # no generator to train there: the default is dropped
+    assert not resolved({"segmenter": {"kind": "dataset"}})["gan"]["activate"]  # nothing to label images with
+    assert resolved(folder | {"gan": {"factory": "gen.py:make"}, "segmenter": {"name": "fcn_resnet50"}})["gan"][
+        "activate"
+    ]
+    with pytest.raises(ConfigError, match=r"'gan.factory': null trains the embedded generator.*'imagefolder'"):
+        gan_plan(resolved(folder | {"gan": {"activate": True}, "segmenter": {"name": "fcn_resnet50"}}), (64, 64))
+    with pytest.raises(ConfigError, match=r"'gan.activate': generated images have no labels"):
+        gan_plan(resolved({"gan": {"activate": True}, "segmenter": {"kind": "dataset"}}), (64, 64))
+    plan = gan_plan(resolved({"chunk_size": 300}), (64, 64))
+    assert [c.name for c in plan.chunks] == [
+        "gan-0000000-0000300",
+        "gan-0000300-0000600",
+        "gan-0000600-0000900",
+        "gan-0000900-0001000",
+    ]
+    assert plan.layers == ("gan.layer3",) and plan.trained_here
+    assert gan_plan(resolved({"gan": {"epochs": 3}}), (64, 64)).digest != plan.digest
+    assert gan_plan(resolved({"gan": {"ks": [1]}}), (64, 64)).digest == plan.digest

@@ -296,8 +296,10 @@ def resolve_exclusive(defaults: dict, user_layers: list[tuple[str, dict]]) -> di
     trains the builtin scene_cnn on the dataset's scene labels) unless the model is ``scene_cnn`` on a labelled
     dataset, and ``segmenter.kind: trained`` (the synthetic world's segmenter) on a ``broden`` dataset, where it
     becomes ``dataset``, and ``ablation.activate: true`` and ``adversarial.activate: true`` unless the model's
-    class names are known (``model.classes``, or ``model.weights: train``). Only a pair of which the user gave
-    both keys is an error.
+    class names are known (``model.classes``, or ``model.weights: train``), and ``gan.activate: true`` unless a
+    generator can be had (``gan.factory``, or the embedded one on the synthetic world) and labelled (a model
+    segmenter: generated images have no labels of their own). Only a pair of which the user gave both keys is an
+    error.
 
     Args:
         defaults: the embedded default config (config/config.yaml).
@@ -330,6 +332,9 @@ def resolve_exclusive(defaults: dict, user_layers: list[tuple[str, dict]]) -> di
     for stage in ("ablation", "adversarial"):  # both need the names of the model's outputs
         if f"{stage}.activate" not in user and not named:
             _set(cfg, f"{stage}.activate", False)
+    generator = _given(_get(cfg, "gan.factory")) or _get(cfg, "dataset.kind") == "synthetic"
+    if "gan.activate" not in user and not (generator and _get(cfg, "segmenter.kind") != "dataset"):
+        _set(cfg, "gan.activate", False)
     return cfg
 
 

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 .venv/bin/python -m pip install -q "mutmut==3.8.1"
+# One thread per mutant: mutmut forks its test runs from a process that has imported torch, and a forked child
+# that starts an OpenMP pool spins on both cores until mutmut's CPU limit kills it (every mutant a "timeout").
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 .venv/bin/mutmut run --max-children "${MUTMUT_WORKERS:-2}" "$@" || true
 .venv/bin/python tests/mutation/report.py > tests/mutation/survivors.txt
 echo "wrote tests/mutation/survivors.txt"

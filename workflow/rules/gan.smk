@@ -102,7 +102,7 @@ if GAN is not None:
             concepts=OUT.concepts(),
             units=[OUT.units(layer) for layer in GAN_LAYERS],
             tally=[OUT.tally(layer) for layer in GAN_LAYERS],
-            activations=[OUT.activations(layer, chunk) for layer in GAN_LAYERS for chunk in GAN_CHUNKS],
+            thresholds=[OUT.thresholds(layer) for layer in GAN_LAYERS],
         output:
             removal=OUT.gan_removal(),
             insertion=OUT.gan_insertion(),
@@ -112,10 +112,9 @@ if GAN is not None:
             paintings=report(OUT.gan_figure("paintings"), caption="../report/gan_paintings.rst", category="GAN"),
         params:
             modules=list(GAN.modules),
-            activations=[[OUT.activations(layer, chunk) for chunk in GAN_CHUNKS] for layer in GAN_LAYERS],
             gan=GAN_GENERATOR,
             images=config["gan"]["intervention_images"],
-            **{k: config["gan"][k] for k in ("concepts", "ks", "insertion_k", "insertion_grid", "level")},
+            **{k: config["gan"][k] for k in ("concepts", "ks", "insertion_k", "insertion_grid")},
             segmenter=SEGMENTER,
             label_size=PLAN.label_size,
             allow_pickle=config["model"]["allow_pickle"],

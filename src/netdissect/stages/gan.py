@@ -129,14 +129,6 @@ class Renderer:
         return np.concatenate(images), np.concatenate(planes)
 
 
-def unit_levels(paths: list[str], level: float) -> np.ndarray:
-    """Each unit's ``level`` quantile over every image and position of a layer's activation stores."""
-    from ..stores import open_group
-
-    values = np.concatenate([open_group(p)["activations"][:].astype(np.float32) for p in paths])
-    return np.quantile(values.transpose(1, 0, 2, 3).reshape(values.shape[1], -1), level, axis=1)
-
-
 def gan_interventions(job) -> None:
     """Remove and insert each chosen concept's units in every generator layer; write the tables and figures."""
     import pandas as pd
@@ -146,7 +138,7 @@ def gan_interventions(job) -> None:
     from ..gan import interventions as iv
     from ..hooks import UnitEdit
     from ..stores import write_csv
-    from ..tables import read_concepts, read_units
+    from ..tables import read_concepts, read_thresholds, read_units
     from ..tallystore import read_layer_iou
 
     p = job.params
@@ -163,13 +155,15 @@ def gan_interventions(job) -> None:
     base_images, base_planes = render(latents)
     removals, insertions, grids, painting, chosen_by_layer = [], [], [], {}, {}
     pixel_concepts = concepts[concepts["category"].isin(categories)]
-    for module, units_csv, tally, acts in zip(p.modules, job.input.units, job.input.tally, p.activations):
+    for module, units_csv, tally, thresholds in zip(p.modules, job.input.units, job.input.tally, job.input.thresholds):
         layer = GENERATOR_PREFIX + module
         units = read_units(units_csv)
         iou, _, _ = read_layer_iou(tally, concepts["id"].to_numpy())
         chosen = p.concepts or iv.chosen_concepts(units, set(categories), 3)
         chosen_by_layer[layer] = chosen
-        levels = torch.as_tensor(unit_levels(acts, p.level), dtype=torch.float32)
+        levels = torch.as_tensor(
+            read_thresholds(thresholds).sort_values("unit")["threshold"].to_numpy(), dtype=torch.float32
+        )
         rankings = {n: iou_ranking(iou[:, i]).tolist() for i, n in zip(pixel_concepts["id"], pixel_concepts["name"])}
         painting[layer] = {"module": module, "levels": levels.tolist(), "ranking": rankings, "k": p.insertion_k}
         for name in chosen:

@@ -299,7 +299,7 @@ def _gan_section(job, page: str) -> html.Section:
             f"The generator ({source}) made {p['images']} images from seeded latents; the segmenter labelled them and "
             "the spine dissected its layers on them. Removal sets a concept's top-k units (by IoU) to zero in every "
             f"cell of the first {p['intervention_images']} latents' images; insertion sets its top {p['insertion_k']} "
-            f"units to their {p['level']} quantile in one cell at a time, and counts the concept's pixels added within "
+            "units to their dissection threshold t_u in one cell at a time, and counts the concept's pixels added within "
             "one cell of it, grouped by what the segmenter saw in that cell before (its context). Other pixels "
             "changed: the share of the pixels not of the concept whose label (in the concept's category) changed."
         )
