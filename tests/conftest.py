@@ -75,3 +75,12 @@ def workflow_factory(tmp_path):
         return Workflow(folder, merged(TINY, config or {}))
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def fresh_upsampling_geometry():
+    """Every test builds its upsampling geometries anew: mutation runs fork each mutant's tests from a process whose
+    cached geometries would otherwise hide a mutated ``_axis`` (every such mutant 'survived')."""
+    from netdissect.upsample import geometry
+
+    geometry.cache_clear()
