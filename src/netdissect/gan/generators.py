@@ -162,3 +162,12 @@ def check_gan(section: dict, modules: list[str], image_size: tuple[int, int], kn
             f"config key 'gan.concepts': the segmenter knows no concept {unknown[0]!r} "
             f"(it knows {', '.join(known_concepts[:30])}{' ...' if len(known_concepts) > 30 else ''})"
         )
+
+
+def layer_grid(generator: nn.Module, module: str, latent: torch.Tensor) -> tuple[int, int]:
+    """The (h, w) of a generator module's output, from one pass that stops there."""
+    from ..hooks import LayerHooks
+
+    with LayerHooks(generator, capture=[module], stop_after_capture=True) as hooks, torch.inference_mode():
+        hooks.run(latent)
+    return tuple(hooks.captured[module].shape[2:])

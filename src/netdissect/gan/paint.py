@@ -16,7 +16,7 @@ import torch
 
 from ..hooks import LayerHooks, UnitEdit
 from ..layout import RunLayout
-from .generators import GeneratorError, LatentSampler, load_generator, to_uint8
+from .generators import GeneratorError, LatentSampler, layer_grid, load_generator, to_uint8
 
 
 def write_painting(path: str, section: dict, generator_file: str | None, layers: dict[str, dict]) -> None:
@@ -70,11 +70,6 @@ class Painter:
         with torch.inference_mode():
             return tuple(self.generator(LatentSampler(0, tuple(self.section["latent_shape"]))([0])).shape[2:])
 
-    def grid(self, module: str, latent: torch.Tensor) -> tuple[int, int]:
-        with LayerHooks(self.generator, capture=[module], stop_after_capture=True) as hooks, torch.inference_mode():
-            hooks.run(latent)
-        return tuple(hooks.captured[module].shape[2:])
-
     def paint(
         self, concept: str, region: np.ndarray, seed: int, remove: bool = False, layer: str | None = None, k=None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,7 +94,7 @@ class Painter:
         if region.shape != tuple(before.shape[2:]):
             h, w = before.shape[2:]
             raise GeneratorError(f"the region is {region.shape[0]}x{region.shape[1]}, the images are {h}x{w}")
-        cells = region_cells(region, self.grid(data["module"], latent))
+        cells = region_cells(region, layer_grid(self.generator, data["module"], latent))
         if not cells.any():
             raise GeneratorError("the region is empty: it covers no pixel of the image")
         units = data["ranking"][concept][: k or data["k"]]

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..gan.generators import LatentSampler, load_generator, sampler_of, save_generator, to_uint8
+from ..gan.generators import LatentSampler, layer_grid, load_generator, sampler_of, save_generator, to_uint8
 from ..gan.paint import Painter, write_painting
 from ..layout import GENERATOR_PREFIX
 from ..progress import progress
@@ -216,21 +216,12 @@ def gan_interventions(job) -> None:
     log.info("removal: %d rows; insertion: %d locations", len(removal), len(table))
 
 
-def _layer_grid(generator: torch.nn.Module, module: str, latent: torch.Tensor) -> tuple[int, int]:
-    """The (h, w) of a generator module's output."""
-    from ..hooks import LayerHooks
-
-    with LayerHooks(generator, capture=[module], stop_after_capture=True) as hooks, torch.inference_mode():
-        hooks.run(latent)
-    return tuple(hooks.captured[module].shape[2:])
-
-
 def _insertion(render, latents, module, units, levels, before, plane: int, cid: int, p):
     """Switch the units on in one cell at a time, for every spread cell of every latent; one row per location."""
     from ..gan import interventions as iv
     from ..hooks import UnitEdit
 
-    grid = _layer_grid(render.generator, module, latents[:1])
+    grid = layer_grid(render.generator, module, latents[:1])
     cells = iv.spread_cells(grid, p.insertion_grid)
     image = np.repeat(np.arange(len(latents)), len(cells))
     cell = np.tile(np.arange(len(cells)), len(latents))
