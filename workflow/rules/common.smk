@@ -59,6 +59,7 @@ CHUNKS = [c.name for c in PLAN.chunks]
 LAYERS = list(config["model"]["layers"])
 GAN_LAYERS = list(GAN.layers) if GAN else []  # generator layers, gan.<module>, dissected on generated images
 GAN_CHUNKS = [c.name for c in GAN.chunks] if GAN else []
+GENERATOR_KEY = ndplan.cache_key(GAN.training) if GAN and GAN.trained_here else None  # the embedded generator's
 SOURCE = ndplan.source_spec(config)
 DATASET = config["dataset"]
 SEGMENTER = config["segmenter"]
@@ -216,7 +217,7 @@ def get_report_inputs(wildcards):
         inputs |= {"gan_insertion": OUT.gan_insertion()}
         inputs |= {f"gan_{name}_figure": OUT.gan_figure(name) for name in ("removal", "insertion", "paintings")}
         if GAN.trained_here:
-            inputs["gan_samples"] = CACHE.generator_samples(ndplan.cache_key(GAN.training))
+            inputs["gan_samples"] = CACHE.generator_samples(GENERATOR_KEY)
     return inputs
 
 

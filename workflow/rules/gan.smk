@@ -5,7 +5,6 @@ if GAN is not None:
     GAN_GENERATOR = ndganplan.generator_section(config)
 
     if GAN.trained_here:
-        GENERATOR_KEY = ndplan.cache_key(GAN.training)
 
         rule train_generator:
             input:
