@@ -13,12 +13,15 @@ from netdissect.datasets import load_image
 from netdissect.layout import generator_layer
 from netdissect.models import preprocess
 from netdissect.modelspec import ModelSpec
-from netdissect.stages import StageError
+from netdissect.stages import StageError, stage_job
 from netdissect.stages.activations import Batch, activations_chunk, dump_layers, padded
+from netdissect.stages.thresholds import CoarseRound, coarse_chunk
+from netdissect.stores import load_state
 from netdissect.synthetic import write_world
 
 SIZE = 64
 IMAGES = 10
+LABEL_SIZE = (32, 32)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +35,13 @@ def _spec() -> dict:
     return ModelSpec(name="resnet18", random_init=True, seed=3, digest="test").as_params()
 
 
-def _dump(world: Path, out: Path, autocast) -> zarr.Group:
+def _dump(world: Path, out: Path, autocast, dtype: str = "float32", batch_size: int = 4) -> zarr.Group:
     job = SimpleNamespace(
         input=SimpleNamespace(),
-        output=[str(out / "layer3" / "c.zarr"), str(out / "layer4" / "c.zarr")],
+        output=SimpleNamespace(
+            stores=[str(out / "layer3" / "c.zarr"), str(out / "layer4" / "c.zarr")],
+            coarse=[str(out / "coarse" / "layer3.npz"), str(out / "coarse" / "layer4.npz")],
+        ),
         threads=1,
         params=SimpleNamespace(
             start=0,
@@ -45,11 +51,12 @@ def _dump(world: Path, out: Path, autocast) -> zarr.Group:
             model=_spec(),
             image_size=(SIZE, SIZE),
             resize=None,
-            batch_size=4,
-            dtype="float32",
+            batch_size=batch_size,
+            dtype=dtype,
             device="cpu",
             skip_bad_images=False,
             autocast=autocast,
+            label_size=LABEL_SIZE,
         ),
     )
     activations_chunk(job)
@@ -83,6 +90,24 @@ def test_float32_dump_matches_a_plain_forward_and_autocast_is_close_but_recorded
         assert np.abs(rough - ref).max() < 0.1 * scale and np.abs(rough - ref).mean() < 0.01 * scale
         assert exact[layer].attrs["provenance"]["config"]["autocast"] is None
         assert low[layer].attrs["provenance"]["config"]["autocast"] == "bfloat16"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_round_one_of_the_dump_equals_round_one_read_from_its_store(world, tmp_path, monkeypatch, dtype):
+    """The activation job's round-1 states (3-image batches, merged every 2) are the ones a threshold job computes
+    from the stored values (in one read batch), array for array, with the same origin."""
+    monkeypatch.setattr(CoarseRound, "MERGE_EVERY", 2)
+    groups = _dump(world, tmp_path, None, dtype, batch_size=3)
+    for layer in ("layer3", "layer4"):
+        store = str(tmp_path / layer / "c.zarr")
+        again = str(tmp_path / f"{layer}-again.npz")
+        coarse_chunk(stage_job({"acts": store}, {"state": again}, label_size=LABEL_SIZE, read_batch=IMAGES))
+        (dumped, dumped_meta), (read, read_meta) = load_state(tmp_path / "coarse" / f"{layer}.npz"), load_state(again)
+        assert sorted(dumped) == sorted(read) and dumped_meta == read_meta
+        assert dumped_meta["activations"]["layer"] == layer and groups[layer]["activations"].dtype == dtype
+        for name in read:
+            np.testing.assert_array_equal(dumped[name], read[name], err_msg=f"{layer} {name}")
+        assert read["lower_meta"][0] == IMAGES * LABEL_SIZE[0] * LABEL_SIZE[1]  # every image counted once
 
 
 def _latent_source(latents: torch.Tensor, batch_size: int):

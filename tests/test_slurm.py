@@ -46,4 +46,4 @@ def test_slurm_run_equals_local_run(cluster, workflow_factory):
     assert got and got == outputs(local.results)
     logdir = remote.folder / "slurm-logs"
     submitted = {p.relative_to(logdir).parts[0].removeprefix("rule_") for p in logdir.rglob("*.log")}
-    assert {"activations", "segment_chunk", "threshold_coarse_chunk", "tally_chunk"} <= submitted
+    assert {"activations", "segment_chunk", "threshold_sample_chunk", "tally_chunk"} <= submitted

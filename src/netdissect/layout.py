@@ -198,6 +198,10 @@ class RunLayout:
     def gan_figure(self, name: str) -> str:
         return self._path("gan", f"{name}.png")
 
+    def chunking(self) -> str:
+        """The chunk sizes that ``chunk_size: auto`` chose for this run (kept for its reruns)."""
+        return self._path("chunking.json")
+
     # logs and benchmarks of the jobs
     def log(self, *parts: str) -> str:
         return self._path("logs", *parts[:-1], f"{parts[-1]}.log")

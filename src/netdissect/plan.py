@@ -41,6 +41,7 @@ class Plan:
     image_size: tuple[int, int]
     label_size: tuple[int, int]
     splits: tuple[tuple[str, int], ...] = ()  # (split, images) of the selected images, by split name
+    chunk_size: int = 1  # images per chunk (the last may have fewer)
 
     def chunk(self, name: str) -> Chunk:
         for c in self.chunks:
@@ -121,6 +122,55 @@ def chunk_ranges(total: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk_size, total)) for a in range(0, total, chunk_size)]
 
 
+AUTO_CHUNK_MIN = 100  # images: a smaller chunk's job costs more in start-up (imports, the model) than it gains
+AUTO_CHUNK_MAX = 2500  # images: bounds a chunk job's runtime and the work a killed job loses
+
+
+def auto_chunk_size(images: int, slots: int) -> int:
+    """``chunk_size: auto``: one chunk per job slot, fewer where chunks would fall below AUTO_CHUNK_MIN images, more
+    (whole rounds of the slots) where they would exceed AUTO_CHUNK_MAX."""
+    slots = max(1, slots)
+    count = min(slots, max(1, images // AUTO_CHUNK_MIN))
+    count = max(count, -(-images // AUTO_CHUNK_MAX))
+    if count > slots:
+        count = -(-count // slots) * slots
+    return max(1, -(-images // count))
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How ``chunk_size: auto`` is resolved: the jobs that run at once, and the run's record of earlier choices.
+
+    A size once chosen for a number of images is kept in ``record`` (``results/<run>/chunking.json``), so a rerun with
+    other ``--cores`` keeps its chunks, and cluster jobs, which plan again on their nodes, cut the same chunks.
+    """
+
+    slots: int = 1
+    record: Path | None = None
+
+    def recorded(self) -> dict:
+        return json.loads(self.record.read_text()) if self.record and self.record.exists() else {}
+
+    def size(self, setting: int | str, images: int, key: str) -> int:
+        """The chunk size for ``images`` images of ``key`` (dataset or gan) under the config's ``chunk_size``."""
+        if setting != "auto":
+            return int(setting)
+        earlier = self.recorded().get(key)
+        if earlier and earlier["images"] == images:
+            return int(earlier["chunk_size"])
+        return auto_chunk_size(images, self.slots)
+
+    def remember(self, choices: dict[str, tuple[int, int]]) -> None:
+        """Record ``{key: (images, chunk_size)}`` for later plans of this run (written only when it changes)."""
+        entries = self.recorded() | {k: {"images": n, "chunk_size": size} for k, (n, size) in choices.items()}
+        if self.record and entries != self.recorded():
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            self.record.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+
+
+ONE_SLOT = Chunking()  # plans outside a workflow: auto chunking as for one job slot, nothing recorded
+
+
 def _synthetic_count(cfg: dict) -> int:
     syn, split = cfg["synthetic"], cfg["dataset"]["split"]
     counts = {"train": syn["train_images"], "val": syn["val_images"]}
@@ -148,13 +198,13 @@ def _model_label_size(cfg: dict, image_size: tuple[int, int]) -> tuple[int, int]
     return tuple(resolution) if resolution else (max(1, image_size[0] // 2), max(1, image_size[1] // 2))
 
 
-def make_plan(cfg: dict) -> Plan:
+def make_plan(cfg: dict, chunking: Chunking = ONE_SLOT) -> Plan:
     """Plan a validated configuration: select the images, cut them into chunks, fix image and label sizes.
 
     Raises:
         ConfigError or DatasetError naming the key, row or file at fault.
     """
-    ds, chunk_size = cfg["dataset"], cfg["chunk_size"]
+    ds = cfg["dataset"]
     resize = tuple(ds["resize"]) if ds["resize"] else None
     if ds["kind"] == "synthetic":
         total = _synthetic_count(cfg)
@@ -162,6 +212,7 @@ def make_plan(cfg: dict) -> Plan:
             total = min(total, ds["size"])
         side = cfg["synthetic"]["image_size"]
         world = {k: cfg["synthetic"][k] for k in ("train_images", "val_images", "image_size")}
+        chunk_size = chunking.size(cfg["chunk_size"], total, "dataset")
         chunks = tuple(
             Chunk(chunk_name(a, b), a, b, digest(["synthetic", cfg["seed"], world, ds["split"], a, b]))
             for a, b in chunk_ranges(total, chunk_size)
@@ -179,6 +230,7 @@ def make_plan(cfg: dict) -> Plan:
         if cfg["model"]["weights"] == "train":
             _check_training_splits(source)
         splits = split_counts(r.split for r in records)
+        chunk_size = chunking.size(cfg["chunk_size"], len(records), "dataset")
         chunks = tuple(
             Chunk(chunk_name(a, b), a, b, source.digest(records[a:b]))
             for a, b in chunk_ranges(len(records), chunk_size)
@@ -198,7 +250,7 @@ def make_plan(cfg: dict) -> Plan:
     if cfg["segmenter"]["kind"] != "dataset":
         label_size = _model_label_size(cfg, image_size)
     splits = tuple((name, count) for name, count in sorted(splits.items()) if count)
-    return Plan(run_dir(cfg), dataset_root(cfg), chunks, tuple(image_size), tuple(label_size), splits)
+    return Plan(run_dir(cfg), dataset_root(cfg), chunks, tuple(image_size), tuple(label_size), splits, chunk_size)
 
 
 def _check_training_splits(source: Dataset) -> None:

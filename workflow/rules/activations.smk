@@ -1,4 +1,5 @@
-# Activations stage: per-layer, per-chunk activation stores (N, C, h, w).
+# Activations stage: per-layer, per-chunk activation stores (N, C, h, w), and each store's round 1 of the
+# thresholds (computed from the values as they are stored, so it costs no job and no second read of the store).
 # Layers still to extract share one forward pass per chunk (rule activations); layers already extracted with
 # the current model have a single-layer rule, so adding a layer to the config extracts that layer only.
 
@@ -17,6 +18,7 @@ def activation_params():
         autocast=config["activations"]["autocast"],
         device=config["device"],
         skip_bad_images=DATASET["skip_bad_images"],
+        label_size=PLAN.label_size,
     )
 
 
@@ -27,7 +29,8 @@ if PENDING_LAYERS:
             unpack(lambda wildcards: get_weights_input()),
             source=get_source_input(),
         output:
-            [directory(OUT.activations(layer, "{chunk}")) for layer in PENDING_LAYERS],
+            stores=[directory(OUT.activations(layer, "{chunk}")) for layer in PENDING_LAYERS],
+            coarse=[OUT.threshold_state(layer, "coarse", "{chunk}") for layer in PENDING_LAYERS],
         wildcard_constraints:
             chunk=ndplan.CHUNK_PATTERN,
         params:
@@ -52,7 +55,8 @@ if EXTRACTED_LAYERS:
             unpack(lambda wildcards: get_weights_input()),
             source=get_source_input(),
         output:
-            directory(OUT.activations("{layer}", "{chunk}")),
+            stores=directory(OUT.activations("{layer}", "{chunk}")),
+            coarse=OUT.threshold_state("{layer}", "coarse", "{chunk}"),
         wildcard_constraints:
             layer="|".join(re.escape(layer) for layer in EXTRACTED_LAYERS),
             chunk=ndplan.CHUNK_PATTERN,

@@ -28,6 +28,13 @@ def _user_layers():
     return layers + ([("--config", values)] if values else [])
 
 
+def _job_slots():
+    """Jobs that run at once, for chunk_size: auto: --cores here, --jobs on a cluster (one when neither is set)."""
+    settings = workflow.resource_settings
+    slots = settings.nodes or settings.cores  # a cluster run has --jobs as nodes; locally --jobs becomes --cores
+    return slots if isinstance(slots, int) and 0 < slots < 1_000_000 else 1
+
+
 def is_activated(section):
     """Whether an optional stage is switched on (its section's ``activate`` key)."""
     return bool(config.get(section, {}).get("activate", False))
@@ -39,18 +46,28 @@ try:
     _validated = ndconfig.validate(_resolved, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     config.clear()
     config.update(_validated)
-    PLAN = ndplan.make_plan(config)
+    CHUNKING = ndplan.Chunking(_job_slots(), Path(RunLayout(str(ndplan.run_dir(config))).chunking()))
+    PLAN = ndplan.make_plan(config, CHUNKING)
     ABLATION = ndablationplan.ablation_plan(config) if is_activated("ablation") else None
     ADVERSARIAL_CLASSES = ndplan.adversarial_classes(config) if is_activated("adversarial") else None
     CLASS_NAMES = list(ABLATION.classes if ABLATION else ADVERSARIAL_CLASSES or [])  # the model's output names
     ABLATION_ROLES = dict(ndablationplan.role_splits(config))  # ranking / eval -> split
-    GAN = ndganplan.gan_plan(config, PLAN.image_size) if is_activated("gan") else None
+    GAN = ndganplan.gan_plan(config, PLAN.image_size, CHUNKING) if is_activated("gan") else None
     if workflow.is_main_process:
         logger.info(f"netdissect: dissecting {ndplan.describe_selection(PLAN.selection)} of {PLAN.dataset_root}")
         for line in ABLATION.report if ABLATION else ():
             logger.warning(f"netdissect: ablation: {line}")
 except NetdissectError as error:
     _fail(error)
+
+if config["chunk_size"] == "auto":
+
+    onstart:
+        # as the run starts (not in a dry run): later plans of this run, and its cluster jobs, cut the same chunks
+        CHUNKING.remember(
+            {"dataset": (PLAN.images, PLAN.chunk_size)} | ({"gan": (GAN.images, GAN.chunk_size)} if GAN else {})
+        )
+
 
 RUN = str(PLAN.run_dir)
 OUT = RunLayout(RUN)
@@ -165,11 +182,11 @@ def gpu_resources(uses_model=True):
 
 
 def mem_mb(base, per_image):
-    return lambda wildcards: int(base + per_image * config["chunk_size"])
+    return lambda wildcards: int(base + per_image * PLAN.chunk_size)
 
 
 def runtime(base, per_image):
-    return lambda wildcards: int(base + per_image * config["chunk_size"])
+    return lambda wildcards: int(base + per_image * PLAN.chunk_size)
 
 
 def get_report_paths():

@@ -71,12 +71,14 @@ if GAN is not None:
         input:
             unpack(get_generator_input),
         output:
-            [directory(OUT.activations(layer, "{chunk}")) for layer in GAN_LAYERS],
+            stores=[directory(OUT.activations(layer, "{chunk}")) for layer in GAN_LAYERS],
+            coarse=[OUT.threshold_state(layer, "coarse", "{chunk}") for layer in GAN_LAYERS],
         wildcard_constraints:
             chunk=ndganplan.CHUNK_PATTERN,
         params:
             **gan_chunk_params(),
             dtype=config["activations"]["dtype"],
+            label_size=PLAN.label_size,
         threads: 1
         log:
             OUT.log("gan", "activations", "{chunk}"),

@@ -1,23 +1,6 @@
 # Threshold stage: rounds of per-chunk histograms and reduces narrow each unit's top-q level to one small
 # interval; the tally's count pass pins it down (see src/netdissect/stages/thresholds.py and tally.py).
-# Round-1 chunk states do not depend on the quantile.
-
-
-rule threshold_coarse_chunk:
-    input:
-        acts=OUT.activations("{layer}", "{chunk}"),
-    output:
-        state=OUT.threshold_state("{layer}", "coarse", "{chunk}"),
-    params:
-        label_size=PLAN.label_size,
-    threads: 1
-    log:
-        OUT.log("thresholds", "{layer}", "coarse-{chunk}"),
-    resources:
-        mem_mb=mem_mb(1000, 3),
-        runtime=runtime(5, 0.02),
-    script:
-        SCRIPT
+# Round-1 chunk states come from the activation jobs (activations.smk, gan.smk); they do not depend on the quantile.
 
 
 rule threshold_coarse:

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 from ..layout import generator_layer
-from ..plan import Chunk, cache_key, chunk_name, chunk_ranges, file_or_config_digest, training_source
+from ..plan import (
+    ONE_SLOT,
+    Chunk,
+    Chunking,
+    cache_key,
+    chunk_name,
+    chunk_ranges,
+    file_or_config_digest,
+    training_source,
+)
 from ..provenance import digest
 
 CHUNK_PREFIX = "gan-"
@@ -39,6 +48,14 @@ class GanPlan:
     image_size: tuple[int, int]
 
     @property
+    def images(self) -> int:
+        return self.chunks[-1].stop
+
+    @property
+    def chunk_size(self) -> int:
+        return self.chunks[0].stop - self.chunks[0].start
+
+    @property
     def trained_here(self) -> bool:
         return self.training is not None
 
@@ -64,12 +81,13 @@ def generator_training(cfg: dict) -> dict:
     }
 
 
-def gan_plan(cfg: dict, image_size: tuple[int, int]) -> GanPlan:
+def gan_plan(cfg: dict, image_size: tuple[int, int], chunking: Chunking = ONE_SLOT) -> GanPlan:
     """The GAN dissection of a validated config.
 
     Args:
         cfg: the validated config (``gan.activate`` true).
         image_size: the dissected dataset's image size, which the segmenter is set up for.
+        chunking: resolves ``chunk_size: auto`` (key ``gan``).
 
     Raises:
         ConfigError: the embedded generator is asked for outside the synthetic world, a layer name is empty, or
@@ -102,7 +120,7 @@ def gan_plan(cfg: dict, image_size: tuple[int, int]) -> GanPlan:
     latents = digest([function, section["seed"], list(section["latent_shape"]), section["output_range"]])
     chunks = tuple(
         Chunk(CHUNK_PREFIX + chunk_name(a, b), a, b, digest([latents, a, b]))
-        for a, b in chunk_ranges(section["images"], cfg["chunk_size"])
+        for a, b in chunk_ranges(section["images"], chunking.size(cfg["chunk_size"], section["images"], "gan"))
     )
     return GanPlan(modules, tuple(generator_layer(m) for m in modules), chunks, training, function, image_size)
 

@@ -25,7 +25,6 @@ STAGES = {
     "segmenter_quality": "segment:segmenter_quality",
     "activations": "activations:activations_chunk",
     "activations_layer": "activations:activations_chunk",
-    "threshold_coarse_chunk": "thresholds:coarse_chunk",
     "threshold_coarse": "thresholds:coarse_reduce",
     "threshold_sample_chunk": "thresholds:refine_chunk",
     "threshold_sample": "thresholds:sample_reduce",

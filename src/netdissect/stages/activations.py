@@ -18,6 +18,7 @@ from ..provenance import record
 from ..stores import GroupWriter
 from . import StageError
 from .images import Skipped, image_batches
+from .thresholds import CoarseRound
 
 log = logging.getLogger("netdissect.activations")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -26,6 +27,14 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 def _layer_of(path: str) -> str:
     """Activation stores live at <run>/activations/<layer>/<chunk>.zarr."""
     return Path(path).parent.name
+
+
+def layer_outputs(output) -> tuple[dict[str, str], dict[str, str]]:
+    """A dump job's outputs by layer: its stores (``output.stores``) and round-1 states (``output.coarse``), one
+    or a list of each, in the same layer order."""
+    stores, states = output.stores, output.coarse
+    stores, states = ([stores], [states]) if isinstance(stores, str) else (list(stores), list(states))
+    return {_layer_of(path): path for path in stores}, {_layer_of(path): state for path, state in zip(stores, states)}
 
 
 def _check_values(name: str, values: np.ndarray, rows: list[int], dtype: str) -> None:
@@ -81,6 +90,8 @@ def dump_layers(
     device: torch.device,
     attributes: Callable[[str], dict],
     empty: str,
+    coarse: dict[str, str] | None = None,
+    label_size: tuple[int, int] | None = None,
 ) -> int:
     """Run every batch through the model and store the captured layers, one store per layer.
 
@@ -94,6 +105,9 @@ def dump_layers(
         device: where the model runs.
         attributes: layer -> the store's attributes (provenance), written when it is complete.
         empty: the error message when the source yields no rows (nothing is then written).
+        coarse: layer -> path of the threshold's round-1 state, computed from the values as stored (the state a
+            threshold job would compute from the store, without reading it again).
+        label_size: (H, W) of the label maps (needed with ``coarse``).
 
     Returns:
         The number of rows stored.
@@ -102,6 +116,7 @@ def dump_layers(
 
     layers = list(outputs)
     writers = {layer: GroupWriter(path) for layer, path in outputs.items()}
+    rounds = {layer: CoarseRound(label_size) for layer in coarse or {}}
     arrays: dict[str, object] = {}
     rows: list[int] = []
     try:
@@ -116,7 +131,10 @@ def dump_layers(
                     if layer not in arrays:
                         shape = (capacity,) + values.shape[1:]
                         arrays[layer] = writers[layer].create("activations", shape, dtype, len(batch.inputs))
-                    arrays[layer][len(rows) : len(rows) + len(batch.rows)] = values.astype(dtype)
+                    stored = values.astype(dtype)
+                    arrays[layer][len(rows) : len(rows) + len(batch.rows)] = stored
+                    if layer in rounds:
+                        rounds[layer].add(stored.astype(np.float32, copy=False))
                 rows.extend(batch.rows)
         if not rows:
             raise StageError(empty)
@@ -125,6 +143,8 @@ def dump_layers(
                 arrays[layer].resize((len(rows),) + arrays[layer].shape[1:])
             writers[layer].group.create_array("rows", data=np.array(rows, np.int64))
             writers[layer].commit(attributes(layer))
+        for layer, round1 in rounds.items():
+            round1.save(coarse[layer], attributes(layer)["provenance"]["inputs"])
     except BaseException as error:
         for writer in writers.values():
             writer.abort(error)
@@ -139,7 +159,7 @@ def activations_chunk(job) -> None:
 
     p = job.params
     torch.set_num_threads(max(1, job.threads))
-    outputs = {_layer_of(path): path for path in job.output}
+    outputs, coarse = layer_outputs(job.output)
     spec = ModelSpec.from_config(p.model)
     model, device, normalise = load_model(spec, getattr(job.input, "weights", None), p.device)
     folded = fold_batch_norms(model, set(outputs))
@@ -160,7 +180,9 @@ def activations_chunk(job) -> None:
         image_source(records, p, normalise, skipped), total=batches, what=what, unit="batches", log=log.info
     )
     empty = f"no readable images in rows {p.start}-{p.stop} of {p.source['root']}"
-    stored = dump_layers(model, source, outputs, len(records), p.dtype, p.autocast, device, attributes, empty)
+    stored = dump_layers(
+        model, source, outputs, len(records), p.dtype, p.autocast, device, attributes, empty, coarse, p.label_size
+    )
     seconds = time.time() - start
     log.info(
         "%d images, layers %s: %.1f s (%.1f images/s)", stored, list(outputs), seconds, stored / max(seconds, 1e-9)

@@ -16,7 +16,7 @@ from ..layout import GENERATOR_PREFIX
 from ..progress import progress
 from ..provenance import record
 from ..stores import atomic_path, write_group, write_json
-from .activations import Batch, _layer_of, dump_layers, padded
+from .activations import Batch, dump_layers, layer_outputs, padded
 from .segment import load_segmenter, stack_planes, write_labels
 
 log = logging.getLogger("netdissect.gan")
@@ -80,7 +80,9 @@ def gan_activations(job) -> None:
     p = job.params
     torch.set_num_threads(max(1, job.threads))
     generator = load_generator(p.gan, getattr(job.input, "generator", None))
-    outputs = {_layer_of(path).removeprefix(GENERATOR_PREFIX): path for path in job.output}
+    stores, states = layer_outputs(job.output)
+    outputs = {layer.removeprefix(GENERATOR_PREFIX): path for layer, path in stores.items()}
+    coarse = {layer.removeprefix(GENERATOR_PREFIX): path for layer, path in states.items()}
     settings = {"dtype": p.dtype, "batch_size": BATCH}
 
     def attributes(module: str) -> dict:
@@ -92,7 +94,9 @@ def gan_activations(job) -> None:
     batches = latent_batches(sampler_of(p.gan), p.start, p.stop)
     empty = f"no latents in rows {p.start}-{p.stop}"
     device = torch.device("cpu")
-    stored = dump_layers(generator, batches, outputs, p.stop - p.start, p.dtype, None, device, attributes, empty)
+    stored = dump_layers(
+        generator, batches, outputs, p.stop - p.start, p.dtype, None, device, attributes, empty, coarse, p.label_size
+    )
     log.info("%d latents, layers %s: %.1f s", stored, list(outputs), time.time() - start)
 
 

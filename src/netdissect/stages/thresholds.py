@@ -79,13 +79,37 @@ def _chunk_meta(store_path: str) -> dict:
     return {"activations": prov["inputs"]}
 
 
+class CoarseRound:
+    """Round 1 of one chunk, fed batch by batch: histograms of cell bounds. The activation job feeds it the values it
+    stores, so a chunk's round 1 costs no job of its own; ``coarse_chunk`` feeds it a stored chunk."""
+
+    MERGE_EVERY = 16  # batches held before they are added up (bounds memory)
+
+    def __init__(self, label_size) -> None:
+        self.label_size = label_size
+        self.parts: list[tuple[Q.Histogram, Q.Histogram]] = []
+
+    def add(self, acts: np.ndarray) -> None:
+        """One batch of (n, U, h, w) float32 activations, as stored."""
+        self.parts.append(Q.coarse_histograms(acts, geometry(acts.shape[2], acts.shape[3], *self.label_size)))
+        if len(self.parts) >= self.MERGE_EVERY:
+            self.parts = [self._merged()]
+
+    def _merged(self) -> tuple[Q.Histogram, Q.Histogram]:
+        return Q.merge([p[0] for p in self.parts]), Q.merge([p[1] for p in self.parts])
+
+    def save(self, path: str, activations: dict) -> None:
+        """Write the chunk's state; ``activations`` are the inputs of the store's provenance (model, layer, images)."""
+        lower, upper = self._merged()
+        save_state(path, {**_pack(lower, "lower_"), **_pack(upper, "upper_")}, {"activations": activations})
+
+
 def coarse_chunk(job) -> None:
-    """Round 1 for one chunk: histograms of cell bounds."""
-    geom = _geometry(job.input.acts, job.params.label_size)
-    parts = [Q.coarse_histograms(acts, geom) for acts in _batches(job.input.acts, read_batch(job, BATCH_IMAGES))]
-    lower = Q.merge([p[0] for p in parts])
-    upper = Q.merge([p[1] for p in parts])
-    save_state(job.output.state, {**_pack(lower, "lower_"), **_pack(upper, "upper_")}, _chunk_meta(job.input.acts))
+    """Round 1 for one stored chunk (the workflow runs it inside the activation job, as the values are stored)."""
+    round1 = CoarseRound(job.params.label_size)
+    for acts in _batches(job.input.acts, read_batch(job, BATCH_IMAGES)):
+        round1.add(acts)
+    round1.save(job.output.state, _chunk_meta(job.input.acts)["activations"])
 
 
 def _load_all(paths: list[str]) -> list[tuple[dict, dict]]:
