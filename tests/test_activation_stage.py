@@ -94,8 +94,9 @@ def test_float32_dump_matches_a_plain_forward_and_autocast_is_close_but_recorded
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_round_one_of_the_dump_equals_round_one_read_from_its_store(world, tmp_path, monkeypatch, dtype):
-    """The activation job's round-1 states (3-image batches, merged every 2) are the ones a threshold job computes
-    from the stored values (in one read batch), array for array, with the same origin."""
+    """The activation job's round-1 states (3-image batches, gathered to 4 or more images per pass, merged every 2
+    passes) are the ones a threshold job computes from the stored values in one read batch, array for array."""
+    monkeypatch.setattr(CoarseRound, "GATHER", 4)
     monkeypatch.setattr(CoarseRound, "MERGE_EVERY", 2)
     groups = _dump(world, tmp_path, None, dtype, batch_size=3)
     for layer in ("layer3", "layer4"):

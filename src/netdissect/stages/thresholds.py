@@ -81,16 +81,30 @@ def _chunk_meta(store_path: str) -> dict:
 
 class CoarseRound:
     """Round 1 of one chunk, fed batch by batch: histograms of cell bounds. The activation job feeds it the values it
-    stores, so a chunk's round 1 costs no job of its own; ``coarse_chunk`` feeds it a stored chunk."""
+    stores, so a chunk's round 1 costs no job of its own; ``coarse_chunk`` feeds it a stored chunk.
 
-    MERGE_EVERY = 16  # batches held before they are added up (bounds memory)
+    Small batches are gathered to GATHER images first: each histogram pass has a fixed cost in its tables.
+    """
 
-    def __init__(self, label_size) -> None:
-        self.label_size = label_size
+    GATHER = BATCH_IMAGES  # images per histogram pass
+    MERGE_EVERY = 16  # histograms held before they are added up (bounds memory)
+
+    def __init__(self, label_size, images: int | None = None) -> None:
+        self.label_size, self.images = label_size, images or self.GATHER
+        self.pending: list[np.ndarray] = []
         self.parts: list[tuple[Q.Histogram, Q.Histogram]] = []
 
     def add(self, acts: np.ndarray) -> None:
-        """One batch of (n, U, h, w) float32 activations, as stored."""
+        """One batch of (n, U, h, w) float32 activations, as stored (kept until GATHER images are at hand)."""
+        self.pending.append(acts)
+        if sum(len(a) for a in self.pending) >= self.images:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        acts = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        self.pending = []
         self.parts.append(Q.coarse_histograms(acts, geometry(acts.shape[2], acts.shape[3], *self.label_size)))
         if len(self.parts) >= self.MERGE_EVERY:
             self.parts = [self._merged()]
@@ -100,14 +114,16 @@ class CoarseRound:
 
     def save(self, path: str, activations: dict) -> None:
         """Write the chunk's state; ``activations`` are the inputs of the store's provenance (model, layer, images)."""
+        self._flush()
         lower, upper = self._merged()
         save_state(path, {**_pack(lower, "lower_"), **_pack(upper, "upper_")}, {"activations": activations})
 
 
 def coarse_chunk(job) -> None:
     """Round 1 for one stored chunk (the workflow runs it inside the activation job, as the values are stored)."""
-    round1 = CoarseRound(job.params.label_size)
-    for acts in _batches(job.input.acts, read_batch(job, BATCH_IMAGES)):
+    images = read_batch(job, BATCH_IMAGES)
+    round1 = CoarseRound(job.params.label_size, images)
+    for acts in _batches(job.input.acts, images):
         round1.add(acts)
     round1.save(job.output.state, _chunk_meta(job.input.acts)["activations"])
 
