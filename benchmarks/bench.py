@@ -445,6 +445,128 @@ def bench_report(n: int, results: dict) -> None:
     }
 
 
+# ---------------------------------------------------------------- default settings, end to end
+DEFAULT_SIZES = (300, 1000, 4000, 10000)
+DEFAULT_LAYER_SETS = (("layer4",), ("layer3", "layer4"))
+JOB_CPU = re.compile(r"job cpu: (\w+) ([\d.]+) s")
+
+
+def broden_world(n: int) -> Path:
+    """A Broden-format folder of n 224-pixel images of the synthetic world (written once)."""
+    world = DATA / f"world-defaults-{n}"
+    if not (world / "index.csv").exists():
+        from netdissect.synthetic import write_world
+
+        shutil.rmtree(world, ignore_errors=True)
+        write_world(world, 0, 1, n - 1, IMAGE)
+    return world
+
+
+def bare_forward(world: Path, layers: list[str], tuned: bool = False) -> float:
+    """Seconds of the bare loop, in this process: decode every image of the folder and run the ResNet-18, prepared
+    as the activation stage prepares it (channels-last, batch norms folded), on them, 32 at a time, with torch's
+    threads at the machine's cores; ``tuned`` gives it the jobs' allocator setting too."""
+    import torch
+    import torchvision
+
+    from netdissect.datasets import load_image, open_dataset
+    from netdissect.fusion import fold_batch_norms
+    from netdissect.models import preprocess
+    from netdissect.stages import keep_freed_memory
+
+    if tuned:
+        keep_freed_memory()
+    torch.set_num_threads(os.cpu_count())
+    paths = [r.image for r in open_dataset("broden", world).records(None, None)]
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval().to(memory_format=torch.channels_last)
+    fold_batch_norms(model, set(layers))
+    with torch.inference_mode():
+        for i in range(0, len(paths), 32):
+            images = np.stack([load_image(path) for path in paths[i : i + 32]])
+            model(preprocess(images).contiguous(memory_format=torch.channels_last))
+    return time.perf_counter() - start
+
+
+def _bare_forward_process(world: Path, layers: tuple[str, ...], tuned: bool = False) -> float:
+    """bare_forward in a fresh process (a user's script), after the page cache holds the images."""
+    args = [sys.executable, __file__, "--bare-loop", str(world), ",".join(layers)] + (["--tuned"] if tuned else [])
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+    return float(subprocess.run(args, check=True, capture_output=True, text=True, env=env).stdout.split()[-1])
+
+
+def rule_breakdown(results_dir: Path) -> dict[str, dict]:
+    """Per rule: jobs, wall seconds (the jobs' benchmark files) and CPU seconds (each job's log), summed."""
+    rules: dict[str, dict] = {}
+    for tsv in (results_dir / "benchmarks").rglob("*.tsv"):
+        log = results_dir / "logs" / tsv.relative_to(results_dir / "benchmarks").with_suffix(".log")
+        found = JOB_CPU.search(log.read_text()) if log.exists() else None
+        if not found:
+            continue
+        wall = float(tsv.read_text().splitlines()[1].split("\t")[0])
+        entry = rules.setdefault(found[1], {"jobs": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0})
+        entry["jobs"] += 1
+        entry["wall_seconds"] += wall
+        entry["cpu_seconds"] += float(found[2])
+    return dict(sorted(rules.items(), key=lambda item: -item[1]["wall_seconds"]))
+
+
+def _default_run(world: Path, layers: tuple[str, ...]) -> dict:
+    """The dissection at default settings through snakemake on 2 cores, from an empty working folder."""
+    import yaml
+
+    work = DATA / "defaults-run"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    config = {
+        "run": "defaults",
+        "dataset": {"kind": "broden", "root": str(world)},
+        "model": {"name": "resnet18", "weights": None, "random_init": True, "layers": list(layers)},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work), "dissect"]
+    start = time.perf_counter()
+    subprocess.run(
+        [*command, "--configfile", str(work / "config.yaml"), "--cores", "2"], check=True, capture_output=True
+    )
+    seconds = time.perf_counter() - start
+    jobs = job_intervals(next((work / ".snakemake" / "log").glob("*.snakemake.log")).read_text())
+    chunking = json.loads((work / "results" / "defaults" / "chunking.json").read_text())["dataset"]
+    return {
+        "seconds": seconds,
+        "chunk_size": chunking["chunk_size"],
+        "chunks": -(-chunking["images"] // chunking["chunk_size"]),
+        "activation_phase_seconds": covered([(a, b) for rule, a, b in jobs if rule == "activations"]),
+        "outside_jobs_seconds": seconds - covered([(a, b) for _, a, b in jobs]),
+        "rules": rule_breakdown(work / "results" / "defaults"),
+    }
+
+
+def bench_defaults(sizes: list[int], results: dict) -> None:
+    """The dissection as a user runs it, at default settings (chunk_size auto, q 0.01, union all, statistics on):
+    ``snakemake --cores 2 dissect`` on a Broden-format folder of n 224-pixel images with dataset labels and a
+    random-init ResNet-18 (layer4; layer3 + layer4), against the bare loop measured just before in a fresh process."""
+    runs = []
+    for n in sizes:
+        world = broden_world(n)
+        for layers in DEFAULT_LAYER_SETS:
+            bare = _bare_forward_process(world, layers)
+            run = _default_run(world, layers)
+            runs.append(
+                {"images": n, "layers": list(layers), "bare_seconds": bare, "ratio": run["seconds"] / bare} | run
+            )
+            print(f"defaults: {n} images {layers}: bare {bare:.1f} s, run {run['seconds']:.1f} s", file=sys.stderr)
+    world = broden_world(1000)
+    results["defaults"] = {
+        "runs": runs,
+        "bare_seconds_1000_layer4_tuned_allocator": _bare_forward_process(world, ("layer4",), tuned=True),
+        "load_average": os.getloadavg()[0],
+    }
+
+
 # ---------------------------------------------------------------- end to end
 E2E_VARIANTS = (  # (chunk_size, activations.autocast)
     (500, None),
@@ -908,6 +1030,7 @@ def main() -> None:
             "storage",
             "activations",
             "e2e",
+            "defaults",
             "ablation",
             "first-run",
             "first-run-dissection",
@@ -917,8 +1040,14 @@ def main() -> None:
         action="append",
     )
     parser.add_argument("--ablation-images", type=int, default=1000, help="images of the ablation benchmark")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="images of the defaults runs")
+    parser.add_argument("--bare-loop", nargs=2, metavar=("WORLD", "LAYERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ablation-units", type=int, nargs=2, default=[2, 64], help="units timed: naive, tail")
     args = parser.parse_args()
+    if args.bare_loop:
+        print(bare_forward(Path(args.bare_loop[0]), args.bare_loop[1].split(","), args.tuned))
+        return
     chosen = args.only or ["reduction", "linearity", "memory", "storage", "activations", "report"]
     results: dict = {}
     if "reduction" in chosen:
@@ -935,6 +1064,8 @@ def main() -> None:
         bench_report(args.images, results)
     if "e2e" in chosen:
         bench_e2e(args.images, results)
+    if "defaults" in chosen:
+        bench_defaults(args.sizes, results)
     if "ablation" in chosen:
         bench_ablation(args.ablation_images, *args.ablation_units, results)
     if "statistics" in chosen:

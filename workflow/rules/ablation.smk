@@ -22,6 +22,8 @@ if is_activated("ablation") or is_activated("adversarial"):
             splits=ABLATION_ROLES,
         log:
             OUT.log("ablation", "labels"),
+        benchmark:
+            OUT.benchmark("ablation", "labels"),
         resources:
             mem_mb=2000,
             runtime=10,
@@ -60,7 +62,7 @@ if is_activated("ablation"):
         log:
             OUT.log("ablation", "{layer}", "features-{role}"),
         benchmark:
-            OUT.benchmark("ablation", "{layer}", "features-{role}")
+            OUT.benchmark("ablation", "{layer}", "features-{role}"),
         resources:
             mem_mb=3000,
             runtime=60,
@@ -83,7 +85,7 @@ if is_activated("ablation"):
         log:
             OUT.log("ablation", "{layer}", "units-{part}"),
         benchmark:
-            OUT.benchmark("ablation", "{layer}", "units-{part}")
+            OUT.benchmark("ablation", "{layer}", "units-{part}"),
         resources:
             mem_mb=3000,
             runtime=120,
@@ -100,6 +102,8 @@ if is_activated("ablation"):
             ranking=OUT.ranking("{layer}"),
         log:
             OUT.log("ablation", "{layer}", "single_unit"),
+        benchmark:
+            OUT.benchmark("ablation", "{layer}", "single_unit"),
         resources:
             mem_mb=2000,
             runtime=10,
@@ -136,7 +140,7 @@ if is_activated("ablation"):
         log:
             OUT.log("ablation", "{layer}", "sweep-{part}"),
         benchmark:
-            OUT.benchmark("ablation", "{layer}", "sweep-{part}")
+            OUT.benchmark("ablation", "{layer}", "sweep-{part}"),
         resources:
             mem_mb=3000,
             runtime=120,
@@ -153,6 +157,8 @@ if is_activated("ablation"):
             table=OUT.ablation_table("{layer}"),
         log:
             OUT.log("ablation", "{layer}", "sweeps"),
+        benchmark:
+            OUT.benchmark("ablation", "{layer}", "sweeps"),
         resources:
             mem_mb=2000,
             runtime=10,
@@ -177,6 +183,8 @@ if is_activated("ablation"):
             weights_digest=MODEL.digest,
         log:
             OUT.log("ablation", "{layer}", "report"),
+        benchmark:
+            OUT.benchmark("ablation", "{layer}", "report"),
         resources:
             mem_mb=1000,
             runtime=5,

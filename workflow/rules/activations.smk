@@ -39,7 +39,7 @@ if PENDING_LAYERS:
         log:
             OUT.log("activations", "{chunk}"),
         benchmark:
-            OUT.benchmark("activations", "{chunk}")
+            OUT.benchmark("activations", "{chunk}"),
         resources:
             mem_mb=mem_mb(1500, 4),
             runtime=runtime(10, 0.1),
@@ -66,7 +66,7 @@ if EXTRACTED_LAYERS:
         log:
             OUT.log("activations", "{layer}", "{chunk}"),
         benchmark:
-            OUT.benchmark("activations", "{layer}", "{chunk}")
+            OUT.benchmark("activations", "{layer}", "{chunk}"),
         resources:
             mem_mb=mem_mb(1500, 4),
             runtime=runtime(10, 0.1),

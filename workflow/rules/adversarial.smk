@@ -36,7 +36,7 @@ if is_activated("adversarial"):
         log:
             OUT.log("adversarial"),
         benchmark:
-            OUT.benchmark("adversarial")
+            OUT.benchmark("adversarial"),
         resources:
             mem_mb=3000,
             runtime=30,

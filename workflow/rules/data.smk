@@ -33,6 +33,8 @@ rule data_index:
     threads: 1
     log:
         OUT.log("data_index"),
+    benchmark:
+        OUT.benchmark("data_index"),
     resources:
         mem_mb=2000,
         runtime=30,

@@ -59,7 +59,7 @@ if GAN is not None:
         log:
             OUT.log("gan", "generate", "{chunk}"),
         benchmark:
-            OUT.benchmark("gan", "generate", "{chunk}")
+            OUT.benchmark("gan", "generate", "{chunk}"),
         resources:
             mem_mb=mem_mb(1000, 2),
             runtime=runtime(10, 0.05),
@@ -83,7 +83,7 @@ if GAN is not None:
         log:
             OUT.log("gan", "activations", "{chunk}"),
         benchmark:
-            OUT.benchmark("gan", "activations", "{chunk}")
+            OUT.benchmark("gan", "activations", "{chunk}"),
         resources:
             mem_mb=mem_mb(1000, 4),
             runtime=runtime(10, 0.05),
@@ -124,7 +124,7 @@ if GAN is not None:
         log:
             OUT.log("gan", "interventions"),
         benchmark:
-            OUT.benchmark("gan", "interventions")
+            OUT.benchmark("gan", "interventions"),
         resources:
             mem_mb=3000,
             runtime=30,

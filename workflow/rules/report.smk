@@ -18,6 +18,8 @@ rule layer_figure:
     threads: 1
     log:
         OUT.log("report", "{layer}"),
+    benchmark:
+        OUT.benchmark("report", "{layer}"),
     resources:
         mem_mb=1000,
         runtime=5,
@@ -39,6 +41,8 @@ rule summary:
     threads: 1
     log:
         OUT.log("report", "summary"),
+    benchmark:
+        OUT.benchmark("report", "summary"),
     resources:
         mem_mb=1000,
         runtime=5,
@@ -56,6 +60,8 @@ rule top_images_chunk:
     threads: 1
     log:
         OUT.log("report", "{layer}", "top-{chunk}"),
+    benchmark:
+        OUT.benchmark("report", "{layer}", "top-{chunk}"),
     resources:
         mem_mb=mem_mb(500, 1),
         runtime=runtime(2, 0.01),
@@ -92,7 +98,7 @@ rule layer_report:
     log:
         OUT.log("report", "{layer}", "page"),
     benchmark:
-        OUT.benchmark("report", "{layer}")
+        OUT.benchmark("report", "{layer}", "page"),
     resources:
         mem_mb=3000,
         runtime=20,
@@ -129,6 +135,8 @@ rule report_index:
     threads: 1
     log:
         OUT.log("report", "index"),
+    benchmark:
+        OUT.benchmark("report", "index"),
     resources:
         mem_mb=1000,
         runtime=5,

@@ -13,6 +13,8 @@ rule concepts:
     threads: 1
     log:
         OUT.log("concepts"),
+    benchmark:
+        OUT.benchmark("concepts"),
     resources:
         mem_mb=1000,
         runtime=10,
@@ -55,6 +57,8 @@ if is_trained_segmenter():
         threads: 1
         log:
             OUT.log("segmenter_quality"),
+        benchmark:
+            OUT.benchmark("segmenter_quality"),
         resources:
             mem_mb=1000,
             runtime=10,
@@ -88,7 +92,7 @@ rule segment_chunk:
     log:
         OUT.log("segment", "{chunk}"),
     benchmark:
-        OUT.benchmark("segment", "{chunk}")
+        OUT.benchmark("segment", "{chunk}"),
     resources:
         mem_mb=mem_mb(1000, 2),
         runtime=runtime(10, 0.05),

@@ -20,7 +20,7 @@ if is_activated("statistics"):
         log:
             OUT.log("statistics", "{layer}", "{chunk}"),
         benchmark:
-            OUT.benchmark("statistics", "{layer}", "{chunk}")
+            OUT.benchmark("statistics", "{layer}", "{chunk}"),
         resources:
             mem_mb=mem_mb(1500, 4),
             runtime=runtime(5, 0.05),
@@ -45,6 +45,8 @@ if is_activated("statistics"):
         threads: 1
         log:
             OUT.log("statistics", "{layer}", "layer"),
+        benchmark:
+            OUT.benchmark("statistics", "{layer}", "layer"),
         resources:
             mem_mb=3000,
             runtime=10,

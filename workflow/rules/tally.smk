@@ -16,7 +16,7 @@ rule tally_chunk:
     log:
         OUT.log("tally", "{layer}", "{chunk}"),
     benchmark:
-        OUT.benchmark("tally", "{layer}", "{chunk}")
+        OUT.benchmark("tally", "{layer}", "{chunk}"),
     resources:
         mem_mb=mem_mb(1000, 4),
         runtime=runtime(5, 0.05),
@@ -39,6 +39,8 @@ rule tally:
     threads: 1
     log:
         OUT.log("tally", "{layer}", "reduce"),
+    benchmark:
+        OUT.benchmark("tally", "{layer}", "reduce"),
     resources:
         mem_mb=3000,
         runtime=10,
@@ -63,6 +65,8 @@ rule label_units:
     threads: 1
     log:
         OUT.log("label_units", "{layer}"),
+    benchmark:
+        OUT.benchmark("label_units", "{layer}"),
     resources:
         mem_mb=2000,
         runtime=5,

@@ -15,6 +15,8 @@ rule threshold_coarse:
     threads: 1
     log:
         OUT.log("thresholds", "{layer}", "coarse"),
+    benchmark:
+        OUT.benchmark("thresholds", "{layer}", "coarse"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -42,6 +44,8 @@ for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
         threads: 1
         log:
             OUT.log("thresholds", "{layer}", f"{_round}-{{chunk}}"),
+        benchmark:
+            OUT.benchmark("thresholds", "{layer}", f"{_round}-{{chunk}}"),
         resources:
             mem_mb=mem_mb(1000, 3),
             runtime=runtime(5, 0.05),
@@ -63,6 +67,8 @@ for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
         threads: 1
         log:
             OUT.log("thresholds", "{layer}", _round),
+        benchmark:
+            OUT.benchmark("thresholds", "{layer}", _round),
         resources:
             mem_mb=2000,
             runtime=10,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import logging
+import resource
 import sys
 from types import SimpleNamespace
 
@@ -111,6 +112,8 @@ def run(snakemake) -> None:
     )
     try:
         stage_function(snakemake.rule)(job)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        logging.getLogger("netdissect").info("job cpu: %s %.2f s", snakemake.rule, usage.ru_utime + usage.ru_stime)
     except NetdissectError as error:
         logging.getLogger("netdissect").error("%s", error)
         sys.exit(1)
