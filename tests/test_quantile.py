@@ -144,3 +144,114 @@ def test_ties_straddle_k_and_k_plus_1_in_some_seed():
             equal += int((ranked[:, k - 1] == ranked[:, k]).sum())
             strict += int((ranked[:, k - 1] > ranked[:, k]).sum())
     assert equal > 0 and strict > 0
+
+
+def _coarse_cumulative(hist: Q.Histogram) -> np.ndarray:
+    """(U, COARSE_BINS) weight in bins >= b."""
+    return np.cumsum(hist.dense()[:, ::-1], axis=1)[:, ::-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_coarse_histograms_sandwich_the_upsampled_values(seed):
+    """Round 1 against brute force: per unit, the cell lower bounds put at most, the upper bounds at least as much
+    weight at or above every coarse bin as the upsampled values do, both weigh every pixel once, and dead or
+    constant maps are counted exactly."""
+    rng = np.random.default_rng(seed)
+    acts = random_acts(rng, 4, 6, 5, 4)
+    size = (17, 11)
+    lower, upper = Q.coarse_histograms(acts, geometry(5, 4, *size), block=3)
+    values = upsample(acts, size).transpose(1, 0, 2, 3).reshape(acts.shape[1], -1)
+    bins = Q.float_keys(values, Q.COARSE_SHIFT)
+    truth = np.zeros((acts.shape[1], Q.COARSE_BINS), np.int64)
+    np.add.at(truth, (np.arange(acts.shape[1])[:, None].repeat(values.shape[1], 1), bins), 1)
+    true_cum = np.cumsum(truth[:, ::-1], axis=1)[:, ::-1]
+    assert lower.total == upper.total == values.shape[1]
+    assert (lower.dense().sum(1) == values.shape[1]).all() and (upper.dense().sum(1) == values.shape[1]).all()
+    assert (_coarse_cumulative(lower) <= true_cum).all() and (true_cum <= _coarse_cumulative(upper)).all()
+    np.testing.assert_array_equal(lower.dense()[0], truth[0])  # a dead unit: exact zeros
+    np.testing.assert_array_equal(upper.dense()[0], truth[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_coarse_bracket_holds_the_order_statistic_at_the_tightest_bin_edges(seed):
+    """bracket_from_coarse: (lo, hi] holds the (k+1)-th largest value; hi ends the lowest bin above which the upper
+    bounds weigh at most k, lo ends the bin below the highest one at or above which the lower bounds weigh k+1."""
+    rng = np.random.default_rng(100 + seed)
+    acts = random_acts(rng, 4, 6, 5, 4)
+    size = (17, 11)
+    lower, upper = Q.coarse_histograms(acts, geometry(5, 4, *size))
+    k = Q.target_rank(0.05, lower.total)
+    lo, hi = Q.bracket_from_coarse(lower, upper, k)
+    t = brute_force(acts, size, k)
+    assert (lo < t).all() and (t <= hi).all()
+    up, low = _coarse_cumulative(upper), _coarse_cumulative(lower)
+    for u in range(acts.shape[1]):
+        hi_bin = np.flatnonzero(np.r_[up[u, 1:], 0] <= k)[0]  # upper-bound weight in bins above b
+        lo_bin = np.flatnonzero(low[u] >= k + 1)[-1]
+        above_hi, above_lo = np.nextafter(hi[u], np.float32(np.inf)), np.nextafter(lo[u], np.float32(np.inf))
+        assert Q.float_keys(hi[u], Q.COARSE_SHIFT) == hi_bin and Q.float_keys(above_hi, Q.COARSE_SHIFT) == hi_bin + 1
+        assert Q.float_keys(above_lo, Q.COARSE_SHIFT) == lo_bin and Q.float_keys(lo[u], Q.COARSE_SHIFT) == lo_bin - 1
+
+
+def _below(x) -> np.float32:
+    return np.nextafter(np.float32(x), np.float32(-np.inf))
+
+
+def test_estimated_bracket_against_hand_counts():
+    """Round 2's interval from a sampled histogram, worked by hand: 16 bins of width 1 over (0, 16], k = 10, slack
+    0.2 and floor 1, so hi ends the lowest bin above which at most 7 values lie (when at most 7 lie above the whole
+    interval) and lo ends below the highest bin at or above which at least 14 lie; otherwise the side is kept."""
+    dense = np.zeros((4, 16), np.int64)
+    dense[0, 10:14] = 5  # 2 above: 7 above bin 12, 12 at or above bin 12, 17 at or above bin 11
+    dense[1, 15] = 10  # 9 above the interval: hi stays; 19 at or above bin 15
+    dense[3, 0] = 10  # 8 above: hi stays; 18 at or above bin 0: lo stays at the interval's start
+    above = np.array([2, 9, 0, 8])
+    state = Q.Histogram.from_table(1000, above, dense.ravel(), 16)
+    lo, hi = np.zeros(4, np.float32), np.full(4, 16, np.float32)
+    new_lo, new_hi = Q.estimated_bracket(state, lo, hi, k=10, slack=0.2, floor=1)
+    np.testing.assert_array_equal(new_lo, np.array([_below(11), _below(15), 0, 0], np.float32))
+    np.testing.assert_array_equal(new_hi, np.array([_below(13), 16, _below(1), 16], np.float32))
+
+
+def test_narrow_returns_the_edges_of_the_bin_holding_the_order_statistic():
+    """16 bins of width 1 over (0, 16]: the (k+1)-th largest value lies in the bin where the count from the top
+    first reaches k + 1; narrow returns that bin's edges (the floats just below b and b + 1; the top bin ends at
+    16), or the interval itself for a unit whose values never reach k + 1."""
+    dense = np.zeros((3, 16), np.int64)
+    dense[0, [3, 7, 9]] = [4, 2, 1]  # above 1: 2 at bin 9, 4 at bin 7, 8 at bin 3
+    dense[1, 15] = 1  # above 5: 6 already at bin 15
+    above = np.array([1, 5, 0])  # unit 2: nothing reaches k + 1
+    state = Q.Histogram.from_table(100, above, dense.ravel(), 16)
+    lo, hi = Q.narrow(state, np.zeros(3, np.float32), np.full(3, 16, np.float32), k=4)
+    np.testing.assert_array_equal(lo, np.array([_below(3), _below(15), 0], np.float32))
+    np.testing.assert_array_equal(hi, np.array([_below(4), 16, 16], np.float32))
+    assert state.dense().dtype == np.int64 and Q.merge([state, state]).dense().dtype == np.int64
+
+
+def test_first_bin_reaching_on_exact_values_and_on_none():
+    keys = Q.float_keys(np.array([5, 3, 7, 5], np.float32))
+    state = Q.Histogram(10, np.array([1, 4, 0]), np.array([0, 0, 2, 0]), keys, np.array([1, 1, 1, 1]), Q.EXACT)
+    b, found = Q._first_bin_reaching(state, k=2)
+    # unit 0: 1 above, then 5 twice reach 3; unit 1 has no values inside; unit 2: one value, never 3
+    assert found.tolist() == [True, False, False] and b[0] == Q.float_keys(np.float32(5))
+    empty = Q.Histogram(10, np.zeros(2, np.int64), *(np.zeros(0, np.int64) for _ in range(3)), Q.EXACT)
+    b, found = Q._first_bin_reaching(empty, k=2)
+    assert b.tolist() == [0, 0] and found.tolist() == [False, False]
+
+
+def test_check_bracket_names_every_unit_whose_interval_misses_and_the_error_lists_twenty():
+    k = 5
+    keys = Q.float_keys(np.ones(4, np.float32))
+    #            above k+1 | k above, 1 inside: holds | 4 above + 1 inside: short | 3 + 1: short by two
+    above = np.array([6, 5, 4, 3])
+    state = Q.Histogram(100, above, np.arange(4), keys, np.ones(4, np.int64), Q.EXACT)
+    assert Q.check_bracket(state, k).tolist() == [0, 2, 3]
+    many = Q.Histogram(100, np.full(30, 9), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    with pytest.raises(ValueError) as error:
+        Q.threshold_in_interval(many, k)
+    assert str(error.value).endswith(f"{list(range(20))}")
+
+
+def test_the_key_below_plus_zero_maps_to_the_float_below_zero():
+    assert Q.key_floats(np.array([(1 << 31) - 1]))[0] == _below(0)
+    assert Q.key_floats(Q.float_keys(np.float32(-0.0))) == 0

@@ -1,10 +1,14 @@
 """Summarise a mutmut run: the score per module and every surviving mutant with its diff (printed as Markdown)."""
 
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
 
 MUTMUT = [sys.executable, "-m", "mutmut"]
+MODULE = re.compile(
+    r"^(.*?)\.x[_\u01c1]"
+)  # mutmut's names: module.x_function__mutmut_N, module.xǁClassǁmethod__mutmut_N
 
 
 def main() -> None:
@@ -14,7 +18,7 @@ def main() -> None:
     for name, state in status.items():
         if state == "not checked":
             continue
-        per_module[name.split(".x_")[0]][state] += 1
+        per_module[MODULE.match(name)[1]][state] += 1
     print("| module | mutants | killed | survived | other | score |\n|---|---|---|---|---|---|")
     total = Counter()
     for module, counts in sorted(per_module.items()):

@@ -9,13 +9,11 @@ import numpy as np
 import pandas as pd
 
 from .. import statistics as S
-from ..figures import statistics_figure
 from ..progress import progress
 from ..stores import load_state, open_group, save_state, write_csv
 from ..tables import concept_vocabulary, read_concepts, read_run_index
 from ..tallystore import read_layer_counts, read_layer_iou
 from . import StageError, read_batch
-from .report import save_figure
 from .tally import _labelled_rows, _labels
 
 log = logging.getLogger("netdissect.statistics")
@@ -82,6 +80,9 @@ def _check_totals(sums: S.Sums, counts, cell_pixels: np.ndarray, path: str) -> N
 
 def statistics_layer(job) -> None:
     """The layer's statistics table (one row per unit), its discoveries and figure."""
+    from ..figures import statistics_figure  # matplotlib: only this job draws
+    from .report import save_figure
+
     p = job.params
     concepts, vocab, ids, iou, _ = _layer(job)
     parts = [load_state(path) for path in job.input.sums]
