@@ -41,7 +41,7 @@ if PENDING_LAYERS:
         benchmark:
             OUT.benchmark("activations", "{chunk}"),
         resources:
-            mem_mb=mem_mb(1500, 4),
+            mem_mb=mem_mb(2000, 0.5),
             runtime=runtime(10, 0.1),
             **gpu_resources(),
         script:
@@ -68,7 +68,7 @@ if EXTRACTED_LAYERS:
         benchmark:
             OUT.benchmark("activations", "{layer}", "{chunk}"),
         resources:
-            mem_mb=mem_mb(1500, 4),
+            mem_mb=mem_mb(2000, 0.5),
             runtime=runtime(10, 0.1),
             **gpu_resources(),
         script:

@@ -182,6 +182,9 @@ def gpu_resources(uses_model=True):
 
 
 def mem_mb(base, per_image):
+    """A chunk job's memory request; jobs read and write in batches, so it grows little with the chunk (measured at
+    2,500-image chunks, ResNet-18 layer3 + layer4: activations 1.4 GB, statistics 0.7 GB, segmentation 0.7 GB,
+    tally and rounds 2-3 0.3 GB)."""
     return lambda wildcards: int(base + per_image * PLAN.chunk_size)
 
 

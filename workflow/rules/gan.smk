@@ -61,7 +61,7 @@ if GAN is not None:
         benchmark:
             OUT.benchmark("gan", "generate", "{chunk}"),
         resources:
-            mem_mb=mem_mb(1000, 2),
+            mem_mb=mem_mb(1000, 0.5),
             runtime=runtime(10, 0.05),
             **gpu_resources(),
         script:
@@ -85,7 +85,7 @@ if GAN is not None:
         benchmark:
             OUT.benchmark("gan", "activations", "{chunk}"),
         resources:
-            mem_mb=mem_mb(1000, 4),
+            mem_mb=mem_mb(1000, 0.5),
             runtime=runtime(10, 0.05),
             **gpu_resources(),
         script:

@@ -63,7 +63,7 @@ rule top_images_chunk:
     benchmark:
         OUT.benchmark("report", "{layer}", "top-{chunk}"),
     resources:
-        mem_mb=mem_mb(500, 1),
+        mem_mb=mem_mb(500, 0.2),
         runtime=runtime(2, 0.01),
     script:
         SCRIPT

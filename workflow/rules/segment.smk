@@ -94,7 +94,7 @@ rule segment_chunk:
     benchmark:
         OUT.benchmark("segment", "{chunk}"),
     resources:
-        mem_mb=mem_mb(1000, 2),
+        mem_mb=mem_mb(1000, 0.5),
         runtime=runtime(10, 0.05),
         **gpu_resources(SEGMENTER["kind"] != "dataset"),
     script:

@@ -22,7 +22,7 @@ if is_activated("statistics"):
         benchmark:
             OUT.benchmark("statistics", "{layer}", "{chunk}"),
         resources:
-            mem_mb=mem_mb(1500, 4),
+            mem_mb=mem_mb(2000, 0.5),
             runtime=runtime(5, 0.05),
         script:
             SCRIPT

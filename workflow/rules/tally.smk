@@ -18,7 +18,7 @@ rule tally_chunk:
     benchmark:
         OUT.benchmark("tally", "{layer}", "{chunk}"),
     resources:
-        mem_mb=mem_mb(1000, 4),
+        mem_mb=mem_mb(1000, 0.5),
         runtime=runtime(5, 0.05),
     script:
         SCRIPT

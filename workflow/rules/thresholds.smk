@@ -47,7 +47,7 @@ for _round, _previous, _nbins, _stride, _function in THRESHOLD_ROUNDS:
         benchmark:
             OUT.benchmark("thresholds", "{layer}", f"{_round}-{{chunk}}"),
         resources:
-            mem_mb=mem_mb(1000, 3),
+            mem_mb=mem_mb(1000, 0.5),
             runtime=runtime(5, 0.05),
         script:
             SCRIPT
