@@ -41,7 +41,6 @@ class Plan:
     image_size: tuple[int, int]
     label_size: tuple[int, int]
     splits: tuple[tuple[str, int], ...] = ()  # (split, images) of the selected images, by split name
-    chunk_size: int = 1  # images per chunk (the last may have fewer)
 
     def chunk(self, name: str) -> Chunk:
         for c in self.chunks:
@@ -52,6 +51,11 @@ class Plan:
     @property
     def images(self) -> int:
         return self.chunks[-1].stop if self.chunks else 0
+
+    @property
+    def chunk_size(self) -> int:
+        """Images per chunk (the last may have fewer)."""
+        return self.chunks[0].stop - self.chunks[0].start
 
     @property
     def selection(self) -> dict:
@@ -162,8 +166,9 @@ class Chunking:
 
     def remember(self, choices: dict[str, tuple[int, int]]) -> None:
         """Record ``{key: (images, chunk_size)}`` for later plans of this run (written only when it changes)."""
-        entries = self.recorded() | {k: {"images": n, "chunk_size": size} for k, (n, size) in choices.items()}
-        if self.record and entries != self.recorded():
+        earlier = self.recorded()
+        entries = earlier | {k: {"images": n, "chunk_size": size} for k, (n, size) in choices.items()}
+        if self.record and entries != earlier:
             self.record.parent.mkdir(parents=True, exist_ok=True)
             self.record.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
 
@@ -250,7 +255,7 @@ def make_plan(cfg: dict, chunking: Chunking = ONE_SLOT) -> Plan:
     if cfg["segmenter"]["kind"] != "dataset":
         label_size = _model_label_size(cfg, image_size)
     splits = tuple((name, count) for name, count in sorted(splits.items()) if count)
-    return Plan(run_dir(cfg), dataset_root(cfg), chunks, tuple(image_size), tuple(label_size), splits, chunk_size)
+    return Plan(run_dir(cfg), dataset_root(cfg), chunks, tuple(image_size), tuple(label_size), splits)
 
 
 def _check_training_splits(source: Dataset) -> None:

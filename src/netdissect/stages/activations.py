@@ -142,9 +142,10 @@ def dump_layers(
             if len(rows) < capacity:
                 arrays[layer].resize((len(rows),) + arrays[layer].shape[1:])
             writers[layer].group.create_array("rows", data=np.array(rows, np.int64))
-            writers[layer].commit(attributes(layer))
-        for layer, round1 in rounds.items():
-            round1.save(coarse[layer], attributes(layer)["provenance"]["inputs"])
+            attrs = attributes(layer)
+            writers[layer].commit(attrs)
+            if layer in rounds:
+                rounds[layer].save(coarse[layer], attrs["provenance"]["inputs"])
     except BaseException as error:
         for writer in writers.values():
             writer.abort(error)
