@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Mutation testing of the core maths (not part of CI): mutmut mutates the modules listed in pyproject.toml (upsample, cellscan, quantile,
-# tally,iou}.py one change at a time and runs, for each mutant, only the fast tests that call the mutated function.
+# Mutation testing of the core maths (not part of CI): mutmut mutates the modules that pyproject.toml lists under
+# [tool.mutmut] one change at a time and runs, for each mutant, only the fast tests that call the mutated function.
 # Writes the score and every surviving mutant to tests/mutation/RESULTS.md (survivors are then killed by a test or
 # argued equivalent there). About an hour on 2 cores:   bash tests/mutation/run.sh [mutant name glob ...]
 set -euo pipefail
