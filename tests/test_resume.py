@@ -14,7 +14,7 @@ from test_slurm import outputs
 from netdissect.stores import open_group
 
 pytestmark = pytest.mark.workflow
-CONFIG = {"model": {"weights": None, "random_init": True}, "chunk_size": 10}
+CONFIG = {"model": {"weights": None, "random_init": True}, "chunk_size": 25}  # two chunks of the 50 images
 
 
 def start(wf) -> subprocess.Popen:
