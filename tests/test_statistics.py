@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from test_tally import CATEGORY, VOCAB, make_chunk
+from test_tally import CATEGORY, VOCAB, brute_force, make_chunk
 
 from netdissect import statistics as S
 from netdissect.iou import iou_matrix
@@ -67,9 +67,10 @@ def test_sums_are_the_same_for_any_chunking():
     assert weights[0].tolist() == np.bincount(draw, minlength=7).tolist() and weights.sum(1).tolist() == [7] * 20
 
 
-def test_null_moments_equal_the_mean_and_variance_over_every_permutation():
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_null_moments_equal_the_mean_and_variance_over_every_permutation(n):
     rng = np.random.default_rng(2)
-    n, units, concepts, cells = 5, 3, 4, 4
+    units, concepts, cells = 3, 4, 4
     cell_pixels = np.array([4, 6, 6, 9])
     masks = rng.integers(0, 5, (n, units, cells))
     label_grid = rng.integers(0, 4, (n, concepts, cells)) * (rng.random((n, concepts, 1)) < 0.7)
@@ -170,3 +171,170 @@ def test_benjamini_hochberg_equals_its_definition():
     brute = np.array([min(1.0, min(flat[j] * m / rank[j] for j in range(m) if flat[j] >= flat[i])) for i in range(m)])
     np.testing.assert_allclose(S.benjamini_hochberg(p).ravel(), brute)
     assert S.p_values(np.array([[3.0, 1.0]]), np.array([[1.0, 1.0]]), np.array([[0.0, 4.0]])).tolist() == [[1.0, 1.0]]
+
+
+def chunk_lacking_categories(rng, n=6):
+    """make_chunk's images, with image 0 carrying no concept of pixel category 1 and image 1 none of category 0."""
+    acts, labels, image_labels = make_chunk(rng, n)
+    labels[0][np.isin(labels[0], [3, 4])] = 0
+    labels[1][np.isin(labels[1], [1, 2])] = 0
+    labels[2, 0, 5, 7], labels[2, 1, 5, 7] = 0, 0
+    labels[2][labels[2] == 2] = 0
+    labels[2, 0, 5, 7] = 2  # concept 2 on one pixel of image 2
+    return acts, labels, image_labels
+
+
+@pytest.mark.parametrize("union", ["all", "category"])
+def test_resampled_iou_equals_weighted_per_image_brute_force(union):
+    rng = np.random.default_rng(7)
+    n = 6
+    acts, labels, image_labels = chunk_lacking_categories(rng, n)
+    t = thresholds_of(acts, labels.shape[-2:])
+    candidates = np.array([[2, 5], [1, 3], [4, 7], [1, 6]])  # leaves out concepts the active pixels carry
+    weights = np.stack([np.ones(n), rng.integers(0, 3, n), [0, 0, 3, 1, 1, 1]]).astype(np.int64)
+    image = counts_of(acts, labels, image_labels, t, candidates)
+    _, cell_pixels = S.grid_cells(labels.shape[-2:], 3)
+    sums = S.chunk_sums(image, weights, cell_pixels)
+    got = S.resample_iou(sums, candidates, CATEGORY, union)
+    per_image = [brute_force(acts[x : x + 1], labels[x : x + 1], image_labels[x : x + 1], t) for x in range(n)]
+    for r, w in enumerate(weights):
+        inter, act, in_category, label = (sum(w[x] * per_image[x][k] for x in range(n)) for k in range(4))
+        np.testing.assert_array_equal(sums.activation_in_category[r], in_category)
+        np.testing.assert_array_equal(sums.label[r], label)
+        for u, row in enumerate(candidates):
+            for j, c in enumerate(row):
+                a = act[u] if union == "all" else in_category[u, CATEGORY[c]]
+                assert got[r, u, j] == pytest.approx(inter[u, c] / max(a + label[c] - inter[u, c], 1), rel=1e-15)
+    # the identity resample is the full data's IoU, and the two unions differ on these images
+    counts, _ = tally_chunk(acts, labels, image_labels, t, t, VOCAB)
+    np.testing.assert_allclose(got[0], np.take_along_axis(iou_matrix(counts, VOCAB, union), candidates, 1), rtol=1e-15)
+    other = S.resample_iou(sums, candidates, CATEGORY, "all" if union == "category" else "category")
+    assert not np.allclose(got, other)
+
+
+def sums_of(intersection, activation, label, activation_in_category=None):
+    """Sums of one resample from its counts (the null's fields empty)."""
+    intersection = np.asarray(intersection)[None]
+    activation = np.asarray(activation)[None]
+    in_category = activation[:, :, None] if activation_in_category is None else np.asarray(activation_in_category)[None]
+    empty = np.zeros((1, 1))
+    return S.Sums(intersection, activation, in_category, np.asarray(label)[None], empty, empty, empty, empty, 1)
+
+
+def test_resampled_iou_of_a_one_pixel_union_and_a_bad_union():
+    sums = sums_of([[1, 0]], [1], [0, 1, 0])  # unit 0 and concept 1 share their one pixel; concept 2 is empty
+    assert S.resample_iou(sums, np.array([[1, 2]]), np.array([-1, 0, 0]), "all").tolist() == [[[1.0, 0.0]]]
+    with pytest.raises(ValueError, match=r"union must be one of \('all', 'category'\), not 'any'"):
+        S.resample_iou(sums, np.array([[1, 2]]), np.array([-1, 0, 0]), "any")
+
+
+def test_p_values_are_the_normal_upper_tail():
+    observed = np.array([[1.25, 1.98, 1.0, 0.5, 2.0]])
+    mean = np.ones((1, 5))
+    var = np.array([[0.25, 0.25, 0.25, 0.25, 0.0]])
+    p = S.p_values(observed, mean, var)
+    # z = 0.5 and 1.96; z = 0 and below, and no spread (even above the mean), give 1
+    np.testing.assert_allclose(p, [[0.30853753872598688, 0.024997895148220435, 1.0, 1.0, 1.0]], rtol=1e-12)
+    assert S.p_values(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))).shape == (0, 3)
+
+
+def test_candidates_are_the_top_k_with_ties_to_the_lowest_id():
+    iou = np.array([[0, 0.1, 0.5, 0.3, 0.5], [0, 0.2, 0.2, 0.2, 0.2], [0, 0.9, 0.1, 0.1, 0.0]])
+    assert S.candidate_concepts(iou, 2).tolist() == [[2, 4], [1, 2], [1, 2]]
+    assert S.candidate_concepts(iou, 9).tolist() == [[1, 2, 3, 4]] * 3  # k above C: every concept
+    ties = np.zeros((2, 41))
+    ties[1, 30] = 0.5  # beyond numpy's small-array sort: an unstable sort would pick other ids among 40 ties
+    assert S.candidate_concepts(ties, 3).tolist() == [[1, 2, 3], [1, 2, 30]]
+
+
+def test_bootstrap_summary_equals_its_definition():
+    rng = np.random.default_rng(3)
+    R, U, K = 40, 4, 3
+    iou = np.round(rng.random((R, U, K)), 1)  # rounding makes ties
+    iou[5, 1] = 0  # a resample with no overlap, where unit 1's label is its first candidate
+    candidates = np.array([[1, 4, 6], [2, 3, 5], [1, 2, 3], [3, 5, 7]])
+    labels = np.array([4, 2, 0, 7])
+    low, high, stability = S.bootstrap_summary(iou, candidates, labels, 0.8)
+    best = iou.max(2)
+    np.testing.assert_allclose(low, [np.quantile(best[:, u], 0.1) for u in range(U)], rtol=1e-15)
+    np.testing.assert_allclose(high, [np.quantile(best[:, u], 0.9) for u in range(U)], rtol=1e-15)
+    for u in (0, 1, 3):
+        kept = [best[r, u] > 0 and candidates[u][list(iou[r, u]).index(best[r, u])] == labels[u] for r in range(R)]
+        assert stability[u] == pytest.approx(np.mean(kept), abs=1e-15)
+    assert np.isnan(stability[2])
+
+
+@pytest.mark.parametrize("size", [(3, 5), (17, 23), (8, 8)])
+def test_grid_cells_split_rows_and_columns_evenly(size):
+    H, W = size
+    grid = 8
+    cell, cell_pixels = S.grid_cells(size, grid)
+    for i in range(H):
+        for j in range(W):
+            r = next(r for r in range(grid) if r * H <= i * grid < (r + 1) * H)
+            c = next(c for c in range(grid) if c * W <= j * grid < (c + 1) * W)
+            assert cell[i * W + j] == r * grid + c
+    assert cell_pixels.sum() == H * W and len(cell_pixels) == grid * grid
+    assert cell_pixels.tolist() == np.bincount(cell, minlength=grid * grid).tolist()
+
+
+def test_counts_of_edge_cases_and_their_types():
+    rng = np.random.default_rng(8)
+    acts, labels, image_labels = chunk_lacking_categories(rng, 5)
+    acts[:, 1] = 1.0  # unit 1: 1.0 everywhere, its threshold a float64 just below (float32: 1.0): never active
+    acts[:, 3] = -1.0  # the last unit: never active
+    t = np.array([0.2, 1 - 1e-12, 0.5, 0.0])
+    candidates = np.array([[2, 5], [1, 3], [4, 7], [1, 6]])
+    counts = counts_of(acts, labels, image_labels, t, candidates)
+    for x in range(5):
+        inter, act, in_category, label = brute_force(
+            acts[x : x + 1], labels[x : x + 1], image_labels[x : x + 1], t.astype(np.float32)
+        )
+        np.testing.assert_array_equal(counts.activation[x], act)
+        np.testing.assert_array_equal(counts.intersection[x], np.take_along_axis(inter, candidates, 1))
+        np.testing.assert_array_equal(counts.label[x], label)
+        np.testing.assert_array_equal(counts.activation[x][:, None] * counts.present[x], in_category)
+        assert counts.activation[x, 1] == 0 and counts.activation[x, 3] == 0
+    assert counts.label[2, 2] == 1
+    assert counts.intersection.dtype == np.int64 and counts.present.dtype == bool
+    assert counts.activation.dtype.kind == "i" and counts.positions.dtype == np.int64
+    # a threshold 1e-6 below 1.0 is below it in float32 too: unit 1 is on everywhere
+    below = counts_of(acts, labels, image_labels, np.array([0.2, 1 - 1e-6, 0.5, 0.0]), candidates)
+    assert below.activation[:, 1].tolist() == [17 * 23] * 5
+    weights = S.resample_weights(5, 3, seed=0)
+    assert weights.dtype == np.int64
+    sums = S.chunk_sums(counts, weights, S.grid_cells((17, 23), 3)[1])
+    for name in ("intersection", "activation", "activation_in_category", "label"):
+        assert getattr(sums, name).dtype == np.int64, name
+
+
+def test_an_image_level_concept_of_id_1_carries_every_pixel():
+    category = np.array([-1, 0, 1])  # concept 1 image-level (category 0), concept 2 on pixels (category 1)
+    labels = np.zeros((2, 1, 4, 4), np.uint16)
+    labels[:, 0, :2] = 2
+    acts = np.zeros((2, 1, 2, 2), np.float32)
+    acts[:, 0, 0, 0] = 1.0
+    counts = S.image_counts(
+        acts, labels, np.array([[1], [0]]), np.array([0.0]), np.array([[1, 2]]), category, 2, [0, 1], 2
+    )
+    active = counts.activation[:, 0]
+    assert counts.label.tolist() == [[0, 16, 8], [0, 0, 8]]
+    assert counts.intersection[:, 0, 0].tolist() == [active[0], 0] and active.min() > 0
+    assert counts.present.tolist() == [[True, True], [False, True]]
+
+
+def test_null_totals_scale_each_cell_by_its_pixels():
+    mask_grid = np.array([[[2, 3]], [[1, 0]]])  # 2 images, 1 unit, 2 cells of 1 and 4 pixels
+    label_grid = np.array([[[0, 0], [1, 4]], [[0, 0], [0, 2]]])
+    counts = S.ImageCounts(
+        positions=np.arange(2),
+        activation=mask_grid.sum(2),
+        intersection=np.zeros((2, 1, 1), np.int64),
+        label=label_grid.sum(2),
+        present=np.zeros((2, 1), bool),
+        mask_grid=mask_grid,
+        label_grid=label_grid,
+    )
+    sums = S.chunk_sums(counts, np.ones((1, 2), np.int64), np.array([1, 4]))
+    np.testing.assert_allclose(sums.mask_total, [[3.0, 1.5]])
+    np.testing.assert_allclose(sums.label_total, [[0.0, 0.0], [1.0, 3.0]])

@@ -57,8 +57,8 @@ class ImageCounts:
 def grid_cells(size: tuple[int, int], grid: int) -> tuple[np.ndarray, np.ndarray]:
     """(H*W,) grid cell of every pixel (row-major), and (grid**2,) pixels per cell."""
     H, W = size
-    rows = np.minimum(np.arange(H) * grid // H, grid - 1)
-    cols = np.minimum(np.arange(W) * grid // W, grid - 1)
+    rows = np.arange(H) * grid // H
+    cols = np.arange(W) * grid // W
     cell = (rows[:, None] * grid + cols[None, :]).ravel()
     return cell, np.bincount(cell, minlength=grid * grid)
 
@@ -112,7 +112,7 @@ def image_counts(
         labels: (n, P, H, W) concept ids per pixel and plane (0: none; a concept at most once per pixel).
         image_labels: (n, Q) image-level concept ids (0: none); such a concept carries every pixel.
         thresholds: (U,) float32 t_u: a pixel is active when strictly above.
-        candidates: (U, K) concept ids followed per unit.
+        candidates: (U, K) concept ids (1 and up) followed per unit.
         category: (C+1,) category index per concept id (-1: unused).
         num_categories: G.
         positions: (n,) the images' positions among the run's images.
@@ -138,7 +138,7 @@ def image_counts(
     for plane in range(pixel.shape[1]):
         concept = pixel[img, plane, where]
         s = slot[unit, concept]
-        on = (s >= 0) & (concept > 0)
+        on = s >= 0  # concept 0 (none) is no candidate
         hits += np.bincount(item[on] * k + s[on], minlength=hits.size)
     intersection = hits.reshape(n, num_units, k) + activation[:, :, None] * onehot[:, candidates]
     grid_keys = (np.arange(n)[:, None, None] * size + pixel) * cells + cell[None, None, :]
@@ -234,8 +234,8 @@ def chunk_sums(counts: ImageCounts, weights: np.ndarray, cell_pixels: np.ndarray
 
 
 def candidate_concepts(iou: np.ndarray, k: int) -> np.ndarray:
-    """(U, K) per unit the ids of its k highest-IoU concepts (ties: the lowest id), in ascending id order."""
-    k = min(k, iou.shape[1] - 1)
+    """(U, K) per unit the ids of its k highest-IoU concepts (ties: the lowest id; all C where k > C), in ascending
+    id order."""
     order = np.argsort(-iou[:, 1:], axis=1, kind="stable")[:, :k] + 1
     return np.sort(order, axis=1)
 
@@ -296,7 +296,7 @@ def p_values(observed: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndar
     """Upper-tail p-values of observed intersections under the normal approximation of the null (1 where the
     null has no spread, or the observation is at most its mean)."""
     sd = np.sqrt(var)
-    z = np.divide(observed - mean, sd, out=np.zeros_like(mean), where=sd > 0)
+    z = (observed - mean) / np.where(sd > 0, sd, 1.0)
     tail = np.vectorize(lambda v: 0.5 * math.erfc(v / math.sqrt(2)))(z) if z.size else z
     return np.where((sd > 0) & (z > 0), tail, 1.0)
 
@@ -309,5 +309,5 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     ranked = flat[order] * m / np.arange(1, m + 1)
     q = np.minimum.accumulate(ranked[::-1])[::-1]
     out = np.empty(m)
-    out[order] = np.minimum(q, 1.0)
+    out[order] = q  # at most the largest p
     return out.reshape(p.shape)
