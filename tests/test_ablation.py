@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,3 +184,120 @@ def test_describe_counts_the_classes_the_claims_hold_for() -> None:
     table.loc[0, "random_20"] = 0.75  # a's top drop (0.4) is now under 3 times the random drop (0.15)
     assert "for 1 of 3 classes (b)" in ablation.describe(table)[0]
     assert "No set sweep" in ablation.describe(table.drop(columns="all_but_top_20"))[0]
+
+
+def test_metrics_of_a_class_without_images_are_nan_without_warnings() -> None:
+    counts = batch_counts(LOGITS, torch.tensor([0, 0, 1, 1, 1]))  # class 2: no images
+    counts.predicted[:, 2] = 0  # and never predicted: no negatives predicted as it either
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = [ablation.balanced_accuracy(counts), ablation.class_accuracy(counts), ablation.mean_margin(counts)]
+    for values in metrics:
+        assert np.isnan(values[:, 2]).all() and not np.isnan(values[:, :2]).any()
+    empty = ablation.Counts.zeros(2, 3)
+    assert [a.dtype for a in (empty.true_positive, empty.predicted, empty.images, empty.margin_sum)] == [
+        np.int64,
+        np.int64,
+        np.int64,
+        np.float64,
+    ]
+    assert empty.true_positive.shape == (2, 3) and empty.images.shape == (3,)
+    none = counts.take([])
+    assert none.true_positive.shape == (0, 3) and none.margin_sum.shape == (0, 3)
+    np.testing.assert_array_equal(counts.take((1, 0)).predicted, counts.predicted[::-1])
+
+
+def test_single_unit_table_leaves_out_classes_without_images() -> None:
+    targets = torch.tensor([0, 0, 2, 2, 2])  # class 1 has no image; class 0 two
+    base = batch_counts(LOGITS[:1], targets)
+    ablated = batch_counts(LOGITS[[1, 0]], targets)
+    table = ablation.single_unit_table(base, ablated, [5, 3], ["x", "y", "z"], "val")
+    assert list(table.columns) == ["unit", "class", "split", "balanced_acc", "drop", "margin_drop"]
+    assert table[["unit", "class", "split"]].values.tolist() == [[5, "x", "val"], [5, "z", "val"], [3, "x", "val"]] + [
+        [3, "z", "val"]
+    ]
+    bacc, base_bacc = ablation.balanced_accuracy(ablated), ablation.balanced_accuracy(base)[0]
+    np.testing.assert_allclose(table["balanced_acc"], bacc[:, [0, 2]].ravel())
+    np.testing.assert_allclose(table["drop"], (base_bacc[[0, 2]] - bacc[:, [0, 2]]).ravel())
+    # unit 5 (ablation 1): class x's mean margin goes from (2 - 2) / 2 to (-1 + 0) / 2, z's from (-4 + 3 - 2) / 3
+    # to (1 + 3 + 3) / 3; unit 3 (ablation 0) is the base
+    np.testing.assert_allclose(table["margin_drop"], [0.5, -1 - 7 / 3, 0, 0])
+    one = ablation.single_unit_table(
+        batch_counts(LOGITS[:1, :3], targets[:3]), batch_counts(LOGITS[1:, :3], targets[:3]), [0], list("xyz"), "val"
+    )
+    assert one["class"].tolist() == ["x", "z"]  # z has one image: kept
+
+
+def test_rankings_and_paper_table_keep_the_classes_in_table_order() -> None:
+    single = pd.DataFrame(
+        {"unit": [1, 0, 0, 1], "class": ["b", "b", "a", "a"], "drop": [0.0, 0.1, 0.0, 0.0]}
+        | {"margin_drop": [0.0, 0.0, 0.1, 0.2]}
+    )
+    ranked = ablation.rankings(single)
+    assert list(ranked) == ["b", "a"] and ranked["b"].tolist() == [0, 1] and ranked["a"].tolist() == [1, 0]
+    rows = []
+    for name, base, random_acc in (("b", 0.9, 0.9), ("a", 0.8, 0.85)):  # no random drop, then a random gain
+        rows += [(name, "none", 0, None, base), (name, "top", 1, None, 0.5), (name, "top", 2, None, 0.4)]
+        rows += [(name, "top", 3, None, 0.3), (name, "all_but_top", 3, None, 0.6), (name, "random", 3, 0, random_acc)]
+    sweeps = pd.DataFrame(rows, columns=["class", "kind", "k", "seed", "balanced_acc"])
+    table = ablation.paper_table(sweeps, ks=(1, 3, 2))
+    assert list(table.columns) == ["class", "unchanged", "top_1", "top_3", "top_2"] + [
+        "all_but_top_2",
+        "random_2",
+        "top_2_drop_vs_random",
+        "chance",
+    ]
+    assert table["class"].tolist() == ["b", "a"] and table["chance"].tolist() == [0.5, 0.5]
+    assert np.isnan(table["random_2"]).all()  # no random-2 rows: NaN, and its ratio too
+    table = ablation.paper_table(sweeps, ks=(1, 2, 3))
+    assert table["top_3_drop_vs_random"].tolist() == [float("inf"), float("inf")]  # random drops of 0 and -0.05
+
+
+def test_sweep_specs_skip_k_outside_the_layer_and_draw_distinct_units() -> None:
+    specs = ablation.sweep_specs(
+        {"a": np.arange(5)}, units=5, ks=[0, 4, 5, 4], seeds=30, seed=1, concept_ranking=[4, 3]
+    )
+    assert {s.k for s in specs if s.kind != "none"} == {4} and specs[0] == ablation.SweepSpec("none", 0, ())
+    randoms = [s for s in specs if s.kind == "random"]
+    assert len(randoms) == 30 and all(len(set(s.units)) == 4 and set(s.units) <= set(range(5)) for s in randoms)
+    assert len({s.units for s in randoms}) > 1
+    assert [(s.k, s.units) for s in specs if s.kind == "concept"] == [(4, (3, 4))]
+    counts = batch_counts(LOGITS[[0] * len(specs)], TARGETS)
+    counts.true_positive[-1, 1] = 0  # the concept spec misses class b's image: TPR 0, TNR 2 / 4
+    table = ablation.sweep_table(specs, counts, ["a", "b", "c"], ["b", "c"], "val")
+    last = table.iloc[-2:]
+    assert last["class"].tolist() == ["b", "c"] and last["balanced_acc"].tolist()[0] == 0.25
+    assert table["seed"].dtype == "Int64" and list(table.columns) == list(ablation.SWEEP_COLUMNS)
+    top = ablation.top_counts({"a": np.array([2, 0, 1]), "b": np.array([2, 1, 0])}, 3, top=2)
+    assert top.tolist() == [1, 1, 2] and top.dtype == np.int64
+
+
+def test_describe_in_full_with_exact_boundaries() -> None:
+    table = pd.DataFrame(
+        {
+            "class": ["a", "b"],
+            "unchanged": [1.0, 1.0],
+            "top_4": [0.5, 0.5],
+            "top_20": [0.25, 0.875],  # a: a drop of 0.75, exactly 3 x its random drop
+            "all_but_top_20": [0.6, 0.5],  # a: exactly 0.1 above chance
+            "random_20": [0.75, 0.75],
+            "chance": [0.5, 0.5],
+        }
+    )
+    assert ablation.describe(table) == [
+        (
+            "Removing the 20 units most important to a class lowered its balanced accuracy at least 3 times more than "
+            "20 random units for 1 of 2 classes (a); mean over classes 1.000 unchanged, 0.562 without the top 20, "
+            "0.750 without 20 random units."
+        ),
+        (
+            "Keeping only the top 20 units (all others removed) left 1 of 2 classes at least 0.1 above chance (a; mean "
+            "0.550)."
+        ),
+    ]
+    none = ablation.describe(table.iloc[1:])
+    assert "for 0 of 1 classes (none);" in none[0] and "left 0 of 1 classes at least 0.1 above chance (none;" in none[1]
+    assert ablation.describe(table.drop(columns="all_but_top_20")) == [
+        "No set sweep removed enough units for the table (every k in ablation.ks reaches the unit count)."
+    ]
+    assert ablation.describe(table.iloc[:0])[0].startswith("No set sweep")

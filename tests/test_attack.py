@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,3 +68,57 @@ def test_groups_rankings_and_pairs():
         adversarial.ablation_order(single, "a", 4)
     groups = adversarial.unit_groups(np.array([0, 1, 2, 3]), np.array([1, 3, 0, 2]), 2)
     assert groups.tolist() == ["source", "both", "other", "target"]
+
+
+def test_correlation_order_equals_pearson_correlation():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 40)
+    firing = rng.standard_normal((40, 6)) * [1, 10, 0.1, 3, 1, 1] + (labels == 1)[:, None] * [0, 5, 0.2, 1, 0, 0]
+    firing[:, 4] = 2.5  # constant: last
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        order = adversarial.correlation_order(firing.astype(np.float32), labels, 1)
+    r = [np.corrcoef(firing[:, u], labels == 1)[0, 1] for u in (0, 1, 2, 3, 5)]
+    assert order.tolist() == [[0, 1, 2, 3, 5][i] for i in np.argsort(r)[::-1]] + [4]
+    assert order.tolist()[:3] != [0, 1, 2]  # not the index order
+
+
+def test_ablation_order_breaks_full_ties_by_the_lower_unit():
+    single = pd.DataFrame({"unit": [2, 0, 1], "class": "a", "margin_drop": [0.1, 0.1, 0.3], "drop": 0.0})
+    assert adversarial.ablation_order(single, "a", 3).tolist() == [1, 0, 2]
+
+
+def test_describe_counts_pairs_once_and_layers_in_table_order():
+    rows = [
+        ("layer4", "red", "green", 3, 1 / 3, -0.5, 0.5, 0.0),
+        ("layer4", "green", "red", 1, 1.0, 0.0, 0.0, 0.25),
+        ("layer4", "blue", "red", 0, np.nan, np.nan, np.nan, np.nan),
+        ("layer3", "red", "green", 3, 1 / 3, 0.5, 2.0, -1.0),
+        ("layer3", "green", "red", 1, 1.0, -2.0, -1.0, 0.0),
+        ("layer3", "blue", "red", 0, np.nan, np.nan, np.nan, np.nan),
+    ]
+    summary = pd.DataFrame(
+        rows,
+        columns=[
+            c for c in adversarial.SUMMARY_COLUMNS if c not in ("source_units", "target_units", "ranking", "status")
+        ],
+    )
+    summary["ranking"] = ["correlation", "correlation", "", "ablation", "correlation", ""]
+    summary["status"] = ["ok", "ok", "skipped: no image", "ok", "ok", "skipped: no image"]
+    assert adversarial.describe(summary) == [
+        "The attack reached its target class on 50% of 4 correctly classified images (2 source-target pairs).",
+        (
+            "layer4 (units ranked by correlation): the source class's units fired less in 1 of 2 pairs (mean change "
+            "-0.25), the target class's units more in 1 of 2 (mean change +0.25); the other units changed by +0.125 on "
+            "average."
+        ),
+        (
+            "layer3 (units ranked by ablation, correlation): the source class's units fired less in 1 of 2 pairs (mean "
+            "change -0.75), the target class's units more in 1 of 2 (mean change +0.5); the other units changed by -0.5 "
+            "on average."
+        ),
+        "blue → red: skipped: no image.",
+    ]
+    assert adversarial.describe(summary[summary["images"] == 0]) == [
+        "No pair was attacked: no source class had a correctly classified image."
+    ]

@@ -156,6 +156,33 @@ def test_windows_cells_and_insertion_rows():
     assert rows["success"].tolist() == [True, False]
 
 
+def test_interventions_edge_cases():
+    before = np.array([[[5, 5], [5, 1]]])
+    effect = iv.removal_effect(before, np.array([[[5, 5], [5, 2]]]), 5)
+    assert effect.other_changed == 1.0 and effect.top_replacement == 0  # the one other pixel changed
+    assert iv.removal_effect(np.full((1, 2, 2), 5), np.zeros((1, 2, 2), int), 5).other_changed == 0
+    with pytest.raises(ValueError, match=r"label maps before \(1, 2, 2\) and after \(1, 2, 3\) differ in shape"):
+        iv.removal_effect(before, np.zeros((1, 2, 3), int), 5)
+    # a 4x2 grid on 8x6 maps: cells of 2x3 pixels, windows clipped at every border
+    maps = np.zeros((8, 6))
+    assert maps[iv.cell_window((1, 0), (4, 2), (8, 6), 1)].shape == (6, 6)
+    assert iv.cell_window((3, 1), (4, 2), (8, 6), 2) == (slice(2, 8), slice(0, 6))
+    assert iv.cell_window((2, 1), (4, 2), (8, 6), 0) == (slice(4, 6), slice(3, 6))
+    for size in ((8, 7), (9, 6)):
+        with pytest.raises(ValueError, match=rf"label maps of {size[0]}x{size[1]} do not split into a 4x2 grid"):
+            iv.cell_window((0, 0), (4, 2), size, 0)
+    assert iv.spread_cells((5, 1), 2).tolist() == [[0, 0], [4, 0]]
+    assert iv.spread_cells((4, 7), 3).tolist() == [[r, c] for r in (0, 2, 3) for c in (0, 3, 6)]
+    assert iv.cell_masks(np.array([[1, 0]]), (2, 3)).dtype == bool
+    window = [(slice(0, 2), slice(0, 2))]
+    was = np.array([[[True, True], [False, False]]])
+    now = np.array([[[True, False], [True, True]]])
+    rows = iv.insertion_rows(was, now, np.ones((1, 2, 2), int), window, window, 1)
+    assert rows["added"].tolist() == [1] and rows["success"].tolist() == [True]  # 3 after, 2 before
+    ties = pd.DataFrame({"label": ["b", "a"], "category": "object", "iou": 0.3, "detector": True})
+    assert iv.chosen_concepts(ties, {"object"}, 2) == ["a", "b"]
+
+
 def test_chosen_concepts_by_detector_count_then_iou_then_name():
     units = pd.DataFrame(
         {

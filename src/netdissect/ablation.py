@@ -81,13 +81,13 @@ def one_vs_rest(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 def balanced_accuracy(counts: Counts) -> np.ndarray:
     """(A, K) (TPR + TNR) / 2 per class; NaN for a class without positive or without negative images."""
     tp, fn, fp, tn = one_vs_rest(counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):  # 0 / 0: NaN
         return ((tp / (tp + fn)) + (tn / (tn + fp))) / 2
 
 
 def class_accuracy(counts: Counts) -> np.ndarray:
     """(A, K) TPR: the fraction of each class's images predicted as that class (NaN without images)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):  # 0 / 0: NaN
         return counts.true_positive / counts.images
 
 
@@ -98,7 +98,7 @@ def accuracy(counts: Counts) -> np.ndarray:
 
 def mean_margin(counts: Counts) -> np.ndarray:
     """(A, K) mean logit margin of each class on its own images (NaN without images)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):  # 0 / 0: NaN
         return counts.margin_sum / counts.images
 
 
@@ -117,8 +117,8 @@ def single_unit_table(base: Counts, ablated: Counts, units: Sequence[int], class
     margin, base_margin = mean_margin(ablated), mean_margin(base)[0]
     return pd.DataFrame(
         {
-            "unit": np.repeat(np.asarray(units, np.int64), len(keep)),
-            "class": np.tile(np.asarray(classes, object)[keep], len(units)),
+            "unit": np.repeat(units, len(keep)),
+            "class": np.tile(np.asarray(classes)[keep], len(units)),
             "split": split,
             "balanced_acc": bacc[:, keep].ravel(),
             "drop": (base_bacc[keep] - bacc[:, keep]).ravel(),
@@ -282,13 +282,14 @@ def describe(table: pd.DataFrame) -> list[str]:
     """What a layer's ``table.csv`` (:func:`paper_table`) shows, in sentences, honest when the claim fails: how
     many classes lose at least 3 times more balanced accuracy to their top-k units than to k random units, and
     how many stay above chance with all but their top-k removed."""
-    k = max((int(c.removeprefix("all_but_top_")) for c in table.columns if c.startswith("all_but_top_")), default=0)
-    if not k or table.empty:
+    ks = [int(c.removeprefix("all_but_top_")) for c in table.columns if c.startswith("all_but_top_")]
+    if not ks or table.empty:
         return ["No set sweep removed enough units for the table (every k in ablation.ks reaches the unit count)."]
+    k = max(ks)
     top, random, kept = table[f"top_{k}"], table[f"random_{k}"], table[f"all_but_top_{k}"]
     top_drop, random_drop = table["unchanged"] - top, table["unchanged"] - random
-    stronger = table.loc[(top_drop > 0) & (top_drop >= 3 * random_drop.clip(lower=0)), "class"]
-    above = table.loc[kept - table["chance"] >= 0.1, "class"]
+    stronger = table.loc[(top_drop > 0) & (top_drop >= 3 * random_drop), "class"]
+    above = table.loc[kept >= table["chance"] + 0.1, "class"]
     return [
         (
             f"Removing the {k} units most important to a class lowered its balanced accuracy at least 3 times more "

@@ -67,7 +67,7 @@ def correlation_order(firing: np.ndarray, labels: np.ndarray, cls: int) -> np.nd
     x = firing.astype(np.float64) - firing.mean(0)
     y -= y.mean()
     scale = np.sqrt((x**2).sum(0) * (y**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):  # constant units: 0 / 0, replaced
         r = np.where(scale > 0, (x * y[:, None]).sum(0) / scale, -np.inf)
     return np.lexsort((np.arange(len(r)), -r))
 
