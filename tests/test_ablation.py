@@ -205,6 +205,9 @@ def test_metrics_of_a_class_without_images_are_nan_without_warnings() -> None:
     none = counts.take([])
     assert none.true_positive.shape == (0, 3) and none.margin_sum.shape == (0, 3)
     np.testing.assert_array_equal(counts.take((1, 0)).predicted, counts.predicted[::-1])
+    alone = ablation.Counts.concat([counts])
+    np.testing.assert_array_equal(alone.images, counts.images)
+    np.testing.assert_array_equal(alone.true_positive, counts.true_positive)
 
 
 def test_single_unit_table_leaves_out_classes_without_images() -> None:

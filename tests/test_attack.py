@@ -81,6 +81,16 @@ def test_correlation_order_equals_pearson_correlation():
     r = [np.corrcoef(firing[:, u], labels == 1)[0, 1] for u in (0, 1, 2, 3, 5)]
     assert order.tolist() == [[0, 1, 2, 3, 5][i] for i in np.argsort(r)[::-1]] + [4]
     assert order.tolist()[:3] != [0, 1, 2]  # not the index order
+    many = np.where(labels == 2, 0, 1)  # class 1 now has most of the images
+    r = [np.corrcoef(firing[:, u], many == 1)[0, 1] for u in (0, 1, 2, 3, 5)]
+    expected = [[0, 1, 2, 3, 5][i] for i in np.argsort(r)[::-1]] + [4]
+    assert adversarial.correlation_order(firing, many, 1).tolist() == expected and expected[:3] != [0, 1, 2]
+
+
+def test_unit_table_rows():
+    table = adversarial.unit_table("a", "b", np.array([1.0, 2.0]), np.array([1.5, 1.0]), np.array(["source", "other"]))
+    assert list(table.columns) == list(adversarial.UNIT_COLUMNS)
+    assert table.values.tolist() == [["a", "b", 0, 1.0, 1.5, 0.5, "source"], ["a", "b", 1, 2.0, 1.0, -1.0, "other"]]
 
 
 def test_ablation_order_breaks_full_ties_by_the_lower_unit():

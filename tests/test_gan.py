@@ -171,7 +171,7 @@ def test_interventions_edge_cases():
     for size in ((8, 7), (9, 6)):
         with pytest.raises(ValueError, match=rf"label maps of {size[0]}x{size[1]} do not split into a 4x2 grid"):
             iv.cell_window((0, 0), (4, 2), size, 0)
-    assert iv.spread_cells((5, 1), 2).tolist() == [[0, 0], [4, 0]]
+    assert iv.spread_cells((5, 1), 2).tolist() == [[0, 0], [4, 0]] and iv.spread_cells((5, 1), 2).dtype.kind == "i"
     assert iv.spread_cells((4, 7), 3).tolist() == [[r, c] for r in (0, 2, 3) for c in (0, 3, 6)]
     assert iv.cell_masks(np.array([[1, 0]]), (2, 3)).dtype == bool
     window = [(slice(0, 2), slice(0, 2))]

@@ -104,8 +104,7 @@ def unit_table(source: str, target: str, clean: np.ndarray, attacked: np.ndarray
             "attacked_mean": attacked,
             "change": attacked - clean,
             "group": groups,
-        },
-        columns=list(UNIT_COLUMNS),
+        }
     )
 
 

@@ -119,7 +119,7 @@ def image_counts(
         grid: cells per side of the null's partition.
     """
     n, num_units = acts.shape[:2]
-    H, W = labels.shape[-2:]
+    _, _, H, W = labels.shape
     size, k = len(category), candidates.shape[1]
     cell, cell_pixels = grid_cells((H, W), grid)
     cells = grid * grid
@@ -150,7 +150,7 @@ def image_counts(
     has, concept = np.nonzero((label > 0) & (category >= 0)[None, :])
     present[has, category[concept]] = True
     return ImageCounts(
-        positions=np.asarray(positions, np.int64),
+        positions=np.asarray(positions),
         activation=activation,
         intersection=intersection,
         label=label,
@@ -236,8 +236,8 @@ def chunk_sums(counts: ImageCounts, weights: np.ndarray, cell_pixels: np.ndarray
 def candidate_concepts(iou: np.ndarray, k: int) -> np.ndarray:
     """(U, K) per unit the ids of its k highest-IoU concepts (ties: the lowest id; all C where k > C), in ascending
     id order."""
-    order = np.argsort(-iou[:, 1:], axis=1, kind="stable")[:, :k] + 1
-    return np.sort(order, axis=1)
+    order = np.argsort(-iou[:, 1:], kind="stable")[:, :k] + 1
+    return np.sort(order)
 
 
 def resample_iou(sums: Sums, candidates: np.ndarray, category: np.ndarray, union: str) -> np.ndarray:
@@ -305,7 +305,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """q-values (BH adjusted p-values) of every entry of ``p``, the same shape."""
     flat = p.ravel()
     m = len(flat)
-    order = np.argsort(flat, kind="stable")
+    order = np.argsort(flat)  # tied p-values get the same q-value in any order
     ranked = flat[order] * m / np.arange(1, m + 1)
     q = np.minimum.accumulate(ranked[::-1])[::-1]
     out = np.empty(m)
