@@ -103,6 +103,10 @@ def test_pending_values_fix_t_and_complete_the_counts():
     np.testing.assert_array_equal(counts.activation_in_category, act_cat)
     np.testing.assert_array_equal(counts.label, label)
     assert counts.images == 8
+    resolved = pending.active(found, VOCAB.size, values.shape[1] // 10)
+    for name in ("intersection", "activation", "activation_in_category", "label", "images_in_category"):
+        assert getattr(resolved, name).dtype == np.int64, name
+    assert pending.values_above(found).dtype == np.int64
     with pytest.raises(ValueError, match="misses units"):
         Q.threshold_in_interval(pending.values_histogram(), k + 10**6)
 

@@ -63,7 +63,7 @@ def key_floats(keys: np.ndarray) -> np.ndarray:
     """Inverse of float_keys; the unused key just below +0.0 (it would be -0.0) maps to the float below 0."""
     keys = np.asarray(keys, np.int64)
     keys = np.where(keys == (1 << 31) - 1, keys - 1, keys)
-    bits = np.where(keys >= 1 << 31, keys - (1 << 31), ((1 << 32) - 1) - keys)
+    bits = np.where(keys >= 1 << 31, keys ^ (1 << 31), ~keys)  # float_keys backwards; ~keys wraps modulo 2**32
     return bits.astype(np.uint32).view(np.float32)
 
 
@@ -150,8 +150,8 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry, block: int = BOUNDS_BLOC
     units = np.concatenate([np.repeat(varying % num_units, geom.num_cells), np.flatnonzero(constant) % num_units])
     weights = np.concatenate([np.tile(geom.npix, len(varying)), np.full(whole.shape[1], pixels)]).astype(np.float64)
     keys = np.concatenate([keys.reshape(2, -1), whole], axis=1)
-    first = int(keys.min(initial=0))
-    width = int(keys.max(initial=0)) - first + 1  # count only the span of bins in use: a far smaller table
+    first = int(keys.min())  # count only the span of bins in use: a far smaller table (every map has a key)
+    width = int(keys.max()) - first + 1
     index_type = np.int32 if 2 * num_units * width < 2**31 else np.int64
     rows = (np.arange(2)[:, None] * num_units + units) * width - first
     table = np.bincount((keys + rows.astype(index_type)).ravel(), np.tile(weights, 2), 2 * num_units * width)
@@ -181,7 +181,7 @@ def bracket_from_coarse(lower: Histogram, upper: Histogram, k: int) -> tuple[np.
     lo_bin = COARSE_BINS - 1 - np.argmax(ok[:, ::-1], axis=1)
     hi_key = ((hi_bin.astype(np.int64) + 1) << COARSE_SHIFT) - 1
     lo_key = (lo_bin.astype(np.int64) << COARSE_SHIFT) - 1
-    limits = float_keys(np.array([-FLOAT_MAX, FLOAT_MAX], np.float32))
+    limits = float_keys(np.array([-FLOAT_MAX, FLOAT_MAX]))  # the top bins hold inf and NaN keys
     return key_floats(np.clip(lo_key, *limits)), key_floats(np.clip(hi_key, *limits))
 
 

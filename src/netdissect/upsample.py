@@ -219,11 +219,13 @@ def bound_blocks(
 
 
 def _widen(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Corner minima and maxima widened by the rounding margin, in place."""
+    """Corner minima and maxima widened by the rounding margin, in place (near the largest floats, to -inf and
+    inf: still bounds)."""
     margin = np.maximum(np.abs(low), np.abs(high))
     margin *= ROUNDING_MARGIN
-    low -= margin
-    high += margin
+    with np.errstate(over="ignore"):
+        low -= margin
+        high += margin
     return low, high
 
 
