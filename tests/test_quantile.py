@@ -216,16 +216,30 @@ def test_estimated_bracket_against_hand_counts():
     """Round 2's interval from a sampled histogram, worked by hand: 16 bins of width 1 over (0, 16], k = 10, slack
     0.2 and floor 1, so hi ends the lowest bin above which at most 7 values lie (when at most 7 lie above the whole
     interval) and lo ends below the highest bin at or above which at least 14 lie; otherwise the side is kept."""
-    dense = np.zeros((4, 16), np.int64)
+    dense = np.zeros((6, 16), np.int64)
     dense[0, 10:14] = 5  # 2 above: 7 above bin 12, 12 at or above bin 12, 17 at or above bin 11
     dense[1, 15] = 10  # 9 above the interval: hi stays; 19 at or above bin 15
     dense[3, 0] = 10  # 8 above: hi stays; 18 at or above bin 0: lo stays at the interval's start
-    above = np.array([2, 9, 0, 8])
+    dense[4, 5] = 14  # exactly 14 at or above bin 5
+    dense[5, 8] = 10  # exactly 7 above the interval: 7 above bin 8 too
+    above = np.array([2, 9, 0, 8, 0, 7])
     state = Q.Histogram.from_table(1000, above, dense.ravel(), 16)
-    lo, hi = np.zeros(4, np.float32), np.full(4, 16, np.float32)
+    lo, hi = np.zeros(6, np.float32), np.full(6, 16, np.float32)
     new_lo, new_hi = Q.estimated_bracket(state, lo, hi, k=10, slack=0.2, floor=1)
-    np.testing.assert_array_equal(new_lo, np.array([_below(11), _below(15), 0, 0], np.float32))
-    np.testing.assert_array_equal(new_hi, np.array([_below(13), 16, _below(1), 16], np.float32))
+    np.testing.assert_array_equal(new_lo, np.array([_below(11), _below(15), 0, 0, _below(5), _below(8)], np.float32))
+    np.testing.assert_array_equal(new_hi, np.array([_below(13), 16, _below(1), 16, _below(6), _below(9)], np.float32))
+
+
+def test_first_key_in_bin_by_bisection_with_units_done_early():
+    """The smallest key whose bin (4 bins over (0, 1]) reaches the target, or key(hi) + 1 for a target past the
+    last bin, for a unit that finishes its bisection long before another."""
+    lo, hi = np.array([0.999, 0.0], np.float32), np.array([1.0, 1e30], np.float32)
+    found = Q._first_key_in_bin(lo, hi, np.array([4, 2]), 4)
+    assert found[0] == Q.float_keys(np.float32(1.0)) + 1
+    scale = Q.bin_scale(lo[1:], hi[1:], 4)
+    at, below = Q.key_floats(found[1:]), Q.key_floats(found[1:] - 1)
+    assert Q.bin_of(at, lo[1:], scale, 4)[0] == 2 and Q.bin_of(below, lo[1:], scale, 4)[0] == 1
+    assert 4.9e29 < at[0] < 5.1e29
 
 
 def test_narrow_returns_the_edges_of_the_bin_holding_the_order_statistic():
@@ -270,3 +284,14 @@ def test_check_bracket_names_every_unit_whose_interval_misses_and_the_error_list
 def test_the_key_below_plus_zero_maps_to_the_float_below_zero():
     assert Q.key_floats(np.array([(1 << 31) - 1]))[0] == _below(0)
     assert Q.key_floats(Q.float_keys(np.float32(-0.0))) == 0
+
+
+def test_coarse_bracket_where_exactly_k_values_lie_above():
+    """Two constant maps of 16 pixels (5 and 1), k = 16: exactly k values lie above 1's coarse bin, so hi ends
+    that bin (not 5's), and lo stays below 1."""
+    acts = np.stack([np.full((1, 2, 2), 5.0), np.full((1, 2, 2), 1.0)]).astype(np.float32)
+    lower, upper = Q.coarse_histograms(acts, geometry(2, 2, 4, 4))
+    lo, hi = Q.bracket_from_coarse(lower, upper, 16)
+    one = Q.float_keys(np.float32(1.0), Q.COARSE_SHIFT)
+    assert Q.float_keys(hi, Q.COARSE_SHIFT) == one and Q.float_keys(np.nextafter(hi, np.inf), Q.COARSE_SHIFT) == one + 1
+    assert lo < 1  # the map bounds' rounding margin may put lo a bin lower, never above 1

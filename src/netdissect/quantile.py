@@ -305,14 +305,13 @@ def estimated_bracket(
     at_or_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1] + state.above[:, None]
     beyond = at_or_above - counts  # values above each bin
     k_low, k_high = k * (1 - slack) - floor, k * (1 + slack) + floor
-    top_ok = beyond <= k_low
-    hi_bin = np.where(top_ok.any(1), np.argmax(top_ok, axis=1), -1)
+    hi_bin = np.argmax(beyond <= k_low, axis=1)  # some bin qualifies (the top one) where state.above <= k_low
     low_ok = at_or_above >= k_high + 1
-    lo_bin = np.where(low_ok.any(1), state.nbins - 1 - np.argmax(low_ok[:, ::-1], axis=1), -1)
+    lo_bin = state.nbins - 1 - np.argmax(low_ok[:, ::-1], axis=1)
     hi_edge = key_floats(_first_key_in_bin(lo, hi, hi_bin + 1, state.nbins) - 1)
-    lo_edge = key_floats(_first_key_in_bin(lo, hi, np.maximum(lo_bin, 0), state.nbins) - 1)
-    new_hi = np.where((hi_bin >= 0) & (state.above <= k_low), hi_edge, hi)
-    new_lo = np.where(lo_bin >= 0, lo_edge, lo)
+    lo_edge = key_floats(_first_key_in_bin(lo, hi, lo_bin, state.nbins) - 1)
+    new_hi = np.where(state.above <= k_low, hi_edge, hi)
+    new_lo = np.where(low_ok.any(1), lo_edge, lo)
     return np.minimum(new_lo, new_hi), new_hi
 
 

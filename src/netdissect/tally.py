@@ -173,13 +173,13 @@ def _cell_histograms(
         part = labels[start : start + images]
         part = part.reshape(len(part), labels.shape[1], labels.shape[-2] * labels.shape[-1])
         offsets = np.arange(len(part))[:, None, None] * per_image
-        dense = np.bincount((offsets + cell_keys + part).ravel(), minlength=len(part) * per_image)
+        dense = np.bincount((offsets + cell_keys + part).ravel())  # only its nonzero entries are kept
         dense[::size] = 0  # concept 0: no label
         nonzero = np.flatnonzero(dense)
         keys.append(nonzero + start * per_image)
         counts.append(dense[nonzero])
     key, count = np.concatenate(keys), np.concatenate(counts)
-    indptr = np.searchsorted(key // size, np.arange(n * geom.num_cells + 1))
+    indptr = np.searchsorted(key, np.arange(n * geom.num_cells + 1) * size)  # row r: keys from r * size on
     return indptr, key % size, count
 
 
