@@ -152,9 +152,8 @@ def coarse_histograms(acts: np.ndarray, geom: Geometry, block: int = BOUNDS_BLOC
     keys = np.concatenate([keys.reshape(2, -1), whole], axis=1)
     first = int(keys.min())  # count only the span of bins in use: a far smaller table (every map has a key)
     width = int(keys.max()) - first + 1
-    index_type = np.int32 if 2 * num_units * width < 2**31 else np.int64
     rows = (np.arange(2)[:, None] * num_units + units) * width - first
-    table = np.bincount((keys + rows.astype(index_type)).ravel(), np.tile(weights, 2), 2 * num_units * width)
+    table = np.bincount((keys + rows).ravel(), np.tile(weights, 2), 2 * num_units * width)
     total = n * pixels
     out = []
     for part in np.rint(table).astype(np.int64).reshape(2, -1):
