@@ -1,3 +1,4 @@
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -97,7 +98,9 @@ def test_coarse_bracket_of_the_largest_floats_stays_finite():
     acts[:, 0] = Q.FLOAT_MAX  # its top coarse bin also holds inf and NaN keys
     acts[:, 1] = -3.3e38  # in the lowest coarse bin of finite floats (the ones below hold -inf and NaN keys)
     geom = geometry(2, 2, 4, 4)
-    lower, upper = Q.coarse_histograms(acts, geom)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # bounds that overflow to inf are still bounds
+        lower, upper = Q.coarse_histograms(acts, geom)
     assert lower.above.dtype == np.int64 and upper.above.dtype == np.int64
     for k in (0, 31):
         lo, hi = Q.bracket_from_coarse(lower, upper, k)
@@ -284,6 +287,16 @@ def test_check_bracket_names_every_unit_whose_interval_misses_and_the_error_list
 def test_the_key_below_plus_zero_maps_to_the_float_below_zero():
     assert Q.key_floats(np.array([(1 << 31) - 1]))[0] == _below(0)
     assert Q.key_floats(Q.float_keys(np.float32(-0.0))) == 0
+
+
+def test_coarse_bounds_of_a_flat_part_of_a_varying_map_are_its_value():
+    """A map flat at 1 over its left two columns and 100 in its last: the pixels between the flat corners get the
+    bounds [1, 1], not the whole map's [1, 100]."""
+    acts = np.array([[[[1, 1, 100], [1, 1, 100]]]], np.float32)
+    lower, upper = Q.coarse_histograms(acts, geometry(2, 3, 4, 6))
+    one = Q.float_keys(np.float32(1.0), Q.COARSE_SHIFT)
+    values = upsample(acts, (4, 6)).ravel()
+    assert upper.dense()[0, one] == (values == 1).sum() > 0 and lower.dense()[0, one] == 4 * 6  # every pixel >= 1
 
 
 def test_coarse_bracket_where_exactly_k_values_lie_above():

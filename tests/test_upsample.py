@@ -29,7 +29,9 @@ SIZES = [
 def test_upsample_matches_torch_bilinear(h, w, H, W):
     maps = np.random.default_rng(0).standard_normal((2, 3, h, w)).astype(np.float32)
     ref = torch.nn.functional.interpolate(torch.from_numpy(maps), size=(H, W), mode="bilinear", align_corners=False)
-    np.testing.assert_allclose(upsample(maps, (H, W)), ref.numpy(), rtol=0, atol=1e-5)
+    out = upsample(maps, (H, W))
+    np.testing.assert_allclose(out, ref.numpy(), rtol=0, atol=1e-5)
+    assert out.dtype == np.float32 and out.shape == (2, 3, H, W)
 
 
 @pytest.mark.parametrize("h,w,H,W", SIZES)
