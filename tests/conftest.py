@@ -79,8 +79,11 @@ def workflow_factory(tmp_path):
 
 @pytest.fixture(autouse=True)
 def fresh_upsampling_geometry():
-    """Every test builds its upsampling geometries anew: mutation runs fork each mutant's tests from a process whose
-    cached geometries would otherwise hide a mutated ``_axis`` (every such mutant 'survived')."""
+    """Every test builds its upsampling geometries and row groups anew: mutation runs fork each mutant's tests from
+    a process whose caches would otherwise hide a mutated ``_axis`` or ``_row_groups`` (every such mutant
+    'survived')."""
+    from netdissect.cellscan import _ROW_GROUPS
     from netdissect.upsample import geometry
 
     geometry.cache_clear()
+    _ROW_GROUPS.clear()

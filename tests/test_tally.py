@@ -51,6 +51,13 @@ def test_counts_equal_brute_force(seed):
     np.testing.assert_array_equal(counts.activation_in_category, act_cat)
     np.testing.assert_array_equal(counts.label, label)
     assert counts.images == 6 and counts.pixels == 17 * 23
+    for name in ("intersection", "activation", "activation_in_category", "label", "images_in_category"):
+        assert getattr(counts, name).dtype == np.int64, name
+    # thresholds are read as float32: a float64 just below a pixel value is that value, so the pixel is not active
+    t = values[np.arange(4), [5, 50, 500, 100]]
+    just_below = t.astype(np.float64) - 1e-12
+    exact, _ = tally_chunk(acts, labels, image_labels, just_below, just_below, VOCAB, batch=7)
+    np.testing.assert_array_equal(exact.activation, brute_force(acts, labels, image_labels, t)[1])
 
 
 def test_counts_add_up_over_chunks():
