@@ -308,3 +308,13 @@ def test_coarse_bracket_where_exactly_k_values_lie_above():
     one = Q.float_keys(np.float32(1.0), Q.COARSE_SHIFT)
     assert Q.float_keys(hi, Q.COARSE_SHIFT) == one and Q.float_keys(np.nextafter(hi, np.inf), Q.COARSE_SHIFT) == one + 1
     assert lo < 1  # the map bounds' rounding margin may put lo a bin lower, never above 1
+
+
+@pytest.mark.parametrize("nbins", [3, 4])
+def test_histogram_from_a_dense_table_of_any_bin_count(nbins):
+    """Tables of integers, or of floats a rounding error off them, for bin counts that are and are not powers of 2."""
+    counts = np.array([[0, 2, 0, 5], [1, 0, 3, 0]])[:, :nbins]
+    for table in (counts.ravel(), counts.ravel() + np.where(counts.ravel() > 0, -1e-7, 0.0)):
+        state = Q.Histogram.from_table(100, np.array([1.0000001, 2.0]), table, nbins)
+        np.testing.assert_array_equal(state.dense(), counts)
+        assert state.above.tolist() == [1, 2] and state.count.dtype == np.int64
