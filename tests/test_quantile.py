@@ -318,3 +318,33 @@ def test_histogram_from_a_dense_table_of_any_bin_count(nbins):
         state = Q.Histogram.from_table(100, np.array([1.0000001, 2.0]), table, nbins)
         np.testing.assert_array_equal(state.dense(), counts)
         assert state.above.tolist() == [1, 2] and state.count.dtype == np.int64
+
+
+def test_histogram_between_counts_values_at_the_interval_ends_exactly():
+    """Interval ends that are values themselves, in the exact and the sampled pass: a value equal to hi is inside
+    (lo, hi], one equal to lo is not."""
+    rng = np.random.default_rng(3)
+    acts = np.round(rng.standard_normal((3, 2, 4, 5)), 1).astype(np.float32)  # ties
+    size = (9, 11)
+    values = upsample(acts, size).transpose(1, 0, 2, 3).reshape(2, -1)
+    ranked = np.sort(values, axis=1)
+    lo, hi = ranked[:, 60], ranked[:, 200]
+    state = Q.histogram_between(acts, geometry(4, 5, *size), lo, hi, 16, batch=7)
+    np.testing.assert_array_equal(state.above, (values > hi[:, None]).sum(1))
+    np.testing.assert_array_equal(state.dense().sum(1), ((values > lo[:, None]) & (values <= hi[:, None])).sum(1))
+    assert ((values == hi[:, None]).sum(1) > 0).all() and ((values == lo[:, None]).sum(1) > 0).all()
+    # the sampled pass too, where cells of one pixel make its sample the whole map
+    values = acts.transpose(1, 0, 2, 3).reshape(2, -1)
+    lo, hi = np.sort(values, axis=1)[:, 10], np.sort(values, axis=1)[:, 40]
+    state = Q.histogram_between(acts, geometry(4, 5, 4, 5), lo, hi, 16, stride=2, batch=7)
+    np.testing.assert_array_equal(state.above, (values > hi[:, None]).sum(1))
+    np.testing.assert_array_equal(state.dense().sum(1), ((values > lo[:, None]) & (values <= hi[:, None])).sum(1))
+    assert ((values == hi[:, None]).sum(1) > 0).all() and ((values == lo[:, None]).sum(1) > 0).all()
+
+
+def test_bin_scale_maps_the_interval_onto_the_bins():
+    lo, hi = np.array([10.0, -3.0], np.float32), np.array([26.0, 1.0], np.float32)
+    scale = Q.bin_scale(lo, hi, 16)
+    np.testing.assert_array_equal(scale, [1.0, 4.0])
+    assert Q.bin_of(np.array([10.5, -2.9], np.float32), lo, scale, 16).tolist() == [0, 0]
+    assert Q.bin_of(np.array([25.5, 1.0], np.float32), lo, scale, 16).tolist() == [15, 15]

@@ -241,3 +241,12 @@ def test_unit_table_columns_and_edge_cases():
     assert list(table["material_label"]) == ["", "", ""]
     assert list(table["detector"]) == [True, False, False]  # 0.25 is not above iou_threshold 0.25
     np.testing.assert_array_equal(table["threshold"], [0.5, 1.5, 2.5])
+
+
+def test_a_chunk_with_no_cell_near_its_thresholds_has_nothing_pending():
+    acts = np.ones((2, 3, 3, 5), np.float32)  # every cell wholly above 0.5
+    labels = np.ones((2, 1, 17, 23), np.uint16)
+    t = np.full(3, 0.5, np.float32)
+    counts, pending = tally_chunk(acts, labels, np.zeros((2, 1), np.uint16), t, t, VOCAB)
+    assert len(pending.unit) == 0 and pending.above.tolist() == counts.activation.tolist() == [2 * 17 * 23] * 3
+    np.testing.assert_array_equal(counts.intersection[:, 1], [2 * 17 * 23] * 3)
