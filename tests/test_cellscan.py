@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from test_upsample import SIZES
 
+from netdissect import cellscan
 from netdissect.cellscan import Columns, run_pixels, scan_between, smaller_side
 from netdissect.upsample import cell_pixel_values, corner_values, geometry
 
@@ -49,3 +50,11 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
         inside = (values > low[:, None]) & (values <= high[:, None])
         np.testing.assert_array_equal(np.sort(got), np.sort(values[inside]))
         np.testing.assert_array_equal(np.bincount(item, minlength=len(cells)), inside.sum(1))
+
+
+def test_row_groups_bucket_weights_up_to_the_limit_and_refuse_closer_ones():
+    """Row weights 1/60001 apart need 2**16 buckets, the most allowed; weights closer still are refused, naming the
+    upsampling."""
+    assert cellscan._row_groups(geometry(3, 1, 60001, 1)).buckets == cellscan.MAX_BUCKETS
+    with pytest.raises(ValueError, match=r"row weights of the \(3, 1\) -> \(90001, 1\) upsampling lie too close"):
+        cellscan._row_groups(geometry(3, 1, 90001, 1))
