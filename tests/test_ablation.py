@@ -229,6 +229,8 @@ def test_single_unit_table_leaves_out_classes_without_images() -> None:
         batch_counts(LOGITS[:1, :3], targets[:3]), batch_counts(LOGITS[1:, :3], targets[:3]), [0], list("xyz"), "val"
     )
     assert one["class"].tolist() == ["x", "z"]  # z has one image: kept
+    none = ablation.single_unit_table(base, ablation.Counts.zeros(0, 3), [], list("xyz"), "val")
+    assert none.empty and none["unit"].dtype == np.int64 and none["class"].dtype == object
 
 
 def test_rankings_and_paper_table_keep_the_classes_in_table_order() -> None:

@@ -212,17 +212,10 @@ def test_resampled_iou_equals_weighted_per_image_brute_force(union):
     assert not np.allclose(got, other)
 
 
-def sums_of(intersection, activation, label, activation_in_category=None):
-    """Sums of one resample from its counts (the null's fields empty)."""
-    intersection = np.asarray(intersection)[None]
-    activation = np.asarray(activation)[None]
-    in_category = activation[:, :, None] if activation_in_category is None else np.asarray(activation_in_category)[None]
-    empty = np.zeros((1, 1))
-    return S.Sums(intersection, activation, in_category, np.asarray(label)[None], empty, empty, empty, empty, 1)
-
-
 def test_resampled_iou_of_a_one_pixel_union_and_a_bad_union():
-    sums = sums_of([[1, 0]], [1], [0, 1, 0])  # unit 0 and concept 1 share their one pixel; concept 2 is empty
+    # one resample: unit 0 and concept 1 share their one pixel; concept 2 is empty (the null's fields unused)
+    empty = np.zeros((1, 1))
+    sums = S.Sums(np.array([[[1, 0]]]), np.array([[1]]), np.array([[[1]]]), np.array([[0, 1, 0]]), *[empty] * 4, 1)
     assert S.resample_iou(sums, np.array([[1, 2]]), np.array([-1, 0, 0]), "all").tolist() == [[[1.0, 0.0]]]
     with pytest.raises(ValueError, match=r"union must be one of \('all', 'category'\), not 'any'"):
         S.resample_iou(sums, np.array([[1, 2]]), np.array([-1, 0, 0]), "any")
@@ -324,7 +317,7 @@ def test_an_image_level_concept_of_id_1_carries_every_pixel():
     active = counts.activation[:, 0]
     assert counts.label.tolist() == [[0, 16, 8], [0, 0, 8]]
     assert counts.intersection[:, 0, 0].tolist() == [active[0], 0] and active.min() > 0
-    assert counts.present.tolist() == [[True, True], [False, True]]
+    assert counts.present.tolist() == [[True, True], [False, True]] and counts.positions.dtype == np.int64
     sums = S.chunk_sums(counts, np.array([[1, 0], [0, 2]]), S.grid_cells((4, 4), 2)[1])
     assert sums.label.tolist() == [[0, 16, 8], [0, 0, 16]]
     again = S.Sums.of_arrays(sums.arrays())

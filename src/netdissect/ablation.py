@@ -117,8 +117,8 @@ def single_unit_table(base: Counts, ablated: Counts, units: Sequence[int], class
     margin, base_margin = mean_margin(ablated), mean_margin(base)[0]
     return pd.DataFrame(
         {
-            "unit": np.repeat(units, len(keep)),
-            "class": np.tile(np.asarray(classes)[keep], len(units)),
+            "unit": np.repeat(np.asarray(units, np.int64), len(keep)),
+            "class": np.tile(np.asarray(classes, object)[keep], len(units)),
             "split": split,
             "balanced_acc": bacc[:, keep].ravel(),
             "drop": (base_bacc[keep] - bacc[:, keep]).ravel(),

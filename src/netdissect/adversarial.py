@@ -95,17 +95,8 @@ def unit_groups(source_order: np.ndarray, target_order: np.ndarray, top: int) ->
 
 def unit_table(source: str, target: str, clean: np.ndarray, attacked: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
     """One row per unit: its mean activation on the clean and the attacked images, the change and its group."""
-    return pd.DataFrame(
-        {
-            "source": source,
-            "target": target,
-            "unit": np.arange(len(clean)),
-            "clean_mean": clean,
-            "attacked_mean": attacked,
-            "change": attacked - clean,
-            "group": groups,
-        }
-    )
+    values = (source, target, np.arange(len(clean)), clean, attacked, attacked - clean, groups)
+    return pd.DataFrame(dict(zip(UNIT_COLUMNS, values)))
 
 
 def group_changes(units: pd.DataFrame) -> dict[str, float]:

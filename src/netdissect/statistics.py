@@ -150,7 +150,7 @@ def image_counts(
     has, concept = np.nonzero((label > 0) & (category >= 0)[None, :])
     present[has, category[concept]] = True
     return ImageCounts(
-        positions=np.asarray(positions),
+        positions=np.asarray(positions, np.int64),
         activation=activation,
         intersection=intersection,
         label=label,
