@@ -5,7 +5,7 @@ import pytest
 from test_upsample import SIZES
 
 from netdissect import cellscan
-from netdissect.cellscan import Columns, run_pixels, scan_between, smaller_side
+from netdissect.cellscan import Columns, run_pixels, runs_above, scan_between, smaller_side
 from netdissect.upsample import cell_pixel_values, corner_values, geometry
 
 
@@ -25,6 +25,11 @@ def test_scan_equals_pixel_by_pixel(h, w, H, W):
     cols = Columns.of(corners, cells, geom)
 
     valid = ~np.isnan(values)
+    run_item, run_start, run_length = runs_above(cols, geom, level)
+    rows, pos = np.nonzero(values > level[:, None])
+    assert sorted(
+        zip(np.repeat(run_item, run_length).tolist(), geom.cell_major[run_pixels(run_start, run_length)].tolist())
+    ) == sorted(zip(rows.tolist(), geom.pixels[cells[rows], pos].tolist()))
     for low in (level, level - np.float32(0.3), level - np.abs(level) * np.float32(1e-6)):
         (run_item, run_start, run_length), above, (p_item, p_pixel, p_value) = smaller_side(
             cols, geom, low.astype(np.float32), level

@@ -178,6 +178,18 @@ def _runs(geom: Geometry, cells: np.ndarray, start: np.ndarray, stop: np.ndarray
     return item, _pixel_index(geom, cells[item], col, start.ravel()[nonempty]), length[nonempty]
 
 
+def runs_above(cols: Columns, geom: Geometry, level: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per item, its pixels strictly above ``level`` ((K,) float32), exactly, as runs (item, cell-major position of
+    the first pixel, length): the run surely above plus the rows within the rounding margin that are above."""
+    wide = level.astype(np.float64)[:, None]
+    first, second, (sure_start, sure_stop) = _between(cols, geom, wide - cols.margin, wide + cols.margin)
+    item, col, row = _expand_runs(first, second)
+    over = _values(cols, geom, item, col, row) > level[item]
+    item, col, row = item[over], col[over], row[over]
+    decided = item, _pixel_index(geom, cols.cells[item], col, row), np.ones(len(item), np.int64)
+    return tuple(np.concatenate(x) for x in zip(_runs(geom, cols.cells, sure_start, sure_stop), decided))
+
+
 def smaller_side(
     cols: Columns, geom: Geometry, low: np.ndarray, high: np.ndarray
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:

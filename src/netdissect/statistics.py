@@ -24,8 +24,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .cellscan import Columns, run_pixels, runs_above
 from .iou import UNIONS
-from .upsample import cell_pixel_values, classify_cells, geometry, item_corners
+from .upsample import classify_cells, geometry, item_corners
 
 CANDIDATES = 8  # concepts per unit followed through the resamples
 GRID = 8  # cells per side of the permutation null's partition
@@ -66,7 +67,7 @@ def grid_cells(size: tuple[int, int], grid: int) -> tuple[np.ndarray, np.ndarray
 def active_pixels(acts: np.ndarray, thresholds: np.ndarray, size: tuple[int, int], batch: int = 4096):
     """(image, unit, pixel) of every pixel whose upsampled activation is strictly above its unit's threshold,
     with the spine's cell passes: cells wholly above (or all-zero cells above a negative threshold) give all
-    their pixels, only the cells that straddle the threshold are evaluated pixel by pixel.
+    their pixels, the cells that straddle the threshold are scanned column by column (``cellscan.runs_above``).
 
     Args:
         acts: (n, U, h, w) float32 activations.
@@ -87,10 +88,10 @@ def active_pixels(acts: np.ndarray, thresholds: np.ndarray, size: tuple[int, int
     img, unit, cell = cells.reaching
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
-        values = cell_pixel_values(item_corners(acts, geom, i * num_units + u, g), g, geom)
-        on = values > thresholds[u][:, None]  # padding holds NaN: never on
-        pix = geom.pixels[g]
-        parts.append((np.broadcast_to(i[:, None], pix.shape)[on], np.broadcast_to(u[:, None], pix.shape)[on], pix[on]))
+        columns = Columns.of(item_corners(acts, geom, i * num_units + u, g), g, geom)
+        item, first, length = runs_above(columns, geom, thresholds[u])
+        owner = np.repeat(item, length)
+        parts.append((i[owner], u[owner], geom.cell_major[run_pixels(first, length)]))
     return tuple(np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(3))
 
 
