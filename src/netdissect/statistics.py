@@ -136,9 +136,9 @@ def image_counts(
     slot = np.full((num_units, size), -1, np.int64)  # each unit's candidate concepts -> 0..K-1
     slot[np.arange(num_units)[:, None], candidates] = np.arange(k)[None, :]
     hits = np.zeros(n * num_units * k, np.int64)
+    at, unit_row = img * pixel[0].size + where, unit * size
     for plane in range(pixel.shape[1]):
-        concept = pixel[img, plane, where]
-        s = slot[unit, concept]
+        s = np.take(slot, unit_row + np.take(pixel, at + plane * H * W))
         on = s >= 0  # concept 0 (none) is no candidate
         hits += np.bincount(item[on] * k + s[on], minlength=hits.size)
     intersection = hits.reshape(n, num_units, k) + activation[:, :, None] * onehot[:, candidates]
