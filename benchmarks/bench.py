@@ -340,7 +340,7 @@ def bench_activations(n: int, results: dict) -> None:
     spec = ModelSpec(name="resnet18", random_init=True, digest="bench").as_params()
     job_ = SimpleNamespace(
         input=SimpleNamespace(),
-        output=[str(out / "layer4" / "c.zarr")],
+        output=SimpleNamespace(stores=[str(out / "layer4" / "c.zarr")], coarse=[str(out / "layer4" / "c.npz")]),
         threads=2,
         params=SimpleNamespace(
             start=0,
@@ -355,6 +355,7 @@ def bench_activations(n: int, results: dict) -> None:
             device="cpu",
             skip_bad_images=False,
             autocast=None,
+            label_size=(LABEL, LABEL),
         ),
     )
     start = time.perf_counter()
