@@ -10,11 +10,14 @@ import pandas as pd
 import pytest
 
 from netdissect import quantile as Q
+from netdissect import statistics as S
 from netdissect.stages import stage_job
+from netdissect.stages import statistics as statistics_stage
 from netdissect.stages import tally as tally_stage
 from netdissect.stages import thresholds as T
 from netdissect.stores import load_state, open_group, save_state, write_csv, write_group
-from netdissect.tallystore import chunk_counts
+from netdissect.tables import concept_vocabulary
+from netdissect.tallystore import chunk_counts, read_layer_iou
 from netdissect.upsample import upsample
 
 SIZE = (24, 20)
@@ -212,3 +215,59 @@ def test_thresholds_counts_and_both_unions_equal_an_image_by_image_oracle(tmp_pa
         assert list(labelled["label"]) == names
         np.testing.assert_allclose(labelled["iou"], best, rtol=1e-6)
     assert not np.allclose(expected["all"], expected["category"])  # the fixture tells the unions apart
+
+
+def test_statistics_chunk_sums_equal_one_call_over_its_labelled_images(tmp_path, monkeypatch):
+    """The statistics stage reads a chunk in batches and weights gathered batches at once: its sums equal those of
+    one call over all the chunk's labelled images, whatever the batch and gathering sizes."""
+    rng = np.random.default_rng(3)
+    acts = np.maximum(rng.standard_normal((22, 5, 4, 3)), 0).astype(np.float16)
+    skipped = [2, 15]
+    paths, labels, scenes = _labelled_stores(tmp_path, acts, ((0, 10), (10, 22)), skipped, rng)
+    bracket = T.intervals_in_process([a for a, _ in paths], tmp_path / "states", 0.05, SIZE)
+    concepts = str(tmp_path / "concepts.csv")
+    counts = []
+    for i, (a, seg) in enumerate(paths):
+        counts.append(str(tmp_path / "tally" / f"{i}.zarr"))
+        tally_stage.tally_chunk(
+            stage_job(
+                {"acts": a, "segment": seg, "bracket": str(bracket), "concepts": concepts}, {"counts": counts[-1]}
+            )
+        )
+    tally = str(tmp_path / "tally.zarr")
+    inputs = {"counts": counts, "bracket": str(bracket), "concepts": concepts}
+    tally_stage.tally_reduce(
+        stage_job(inputs, {"tally": tally, "thresholds": str(tmp_path / "t.csv")}, union="all", quantile=0.05)
+    )
+    index = tmp_path / "index.csv"
+    write_csv(index, pd.DataFrame({"row": np.arange(22), "image": [f"{r}.png" for r in range(22)], "split": "val"}))
+    vocab = concept_vocabulary(CONCEPTS)
+    iou, thresholds, _ = read_layer_iou(tally, CONCEPTS["id"].to_numpy())
+    candidates = S.candidate_concepts(iou, 3)
+    weights = S.resample_weights(22, 7, 0)
+    cell_pixels = S.grid_cells(SIZE, 2)[1]
+    monkeypatch.setattr(statistics_stage, "SUMS_IMAGES", 4)  # weight every second batch of 3 images
+    for i, (a, seg) in enumerate(paths):
+        out = str(tmp_path / f"sums{i}.npz")
+        job_inputs = {"acts": a, "segment": seg, "tally": tally, "concepts": concepts, "index": str(index)}
+        params = {"seed": 0, "resamples": 7, "candidates": 3, "grid": 2, "read_batch": 3}
+        statistics_stage.statistics_chunk(stage_job(job_inputs, {"sums": out}, **params))
+        rows = np.array([r for r in range(*((0, 10), (10, 22))[i]) if r not in skipped])
+        image = S.image_counts(
+            acts[rows].astype(np.float32),
+            labels[rows],
+            scenes[rows],
+            thresholds.astype(np.float32),
+            candidates,
+            vocab.category,
+            vocab.num_categories,
+            rows,
+            2,
+        )
+        expected = S.chunk_sums(image, weights, cell_pixels)
+        got = S.Sums.of_arrays(load_state(out)[0])
+        assert got.images == len(rows) == expected.images
+        for name in ("intersection", "activation", "activation_in_category", "label"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+        for name in ("mask_total", "mask_moment", "label_total", "label_moment"):
+            np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-12)

@@ -54,6 +54,11 @@ class ImageCounts:
     mask_grid: np.ndarray
     label_grid: np.ndarray
 
+    @classmethod
+    def concat(cls, parts: list[ImageCounts]) -> ImageCounts:
+        """The counts of several batches of images, in order."""
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
 
 def grid_cells(size: tuple[int, int], grid: int) -> tuple[np.ndarray, np.ndarray]:
     """(H*W,) grid cell of every pixel (row-major), and (grid**2,) pixels per cell."""
@@ -133,15 +138,17 @@ def image_counts(
     item = img * num_units + unit
     activation = np.bincount(item, minlength=n * num_units).reshape(n, num_units)
     mask_grid = np.bincount(item * cells + cell[where], minlength=n * num_units * cells)
-    slot = np.full((num_units, size), -1, np.int64)  # each unit's candidate concepts -> 0..K-1
+    # each unit's candidate concepts -> 0..K-1, every other concept (0, none, too) -> K, a column dropped below:
+    # counting all pixels avoids compacting the hits of each plane
+    slot = np.full((num_units, size), k, np.int64)
     slot[np.arange(num_units)[:, None], candidates] = np.arange(k)[None, :]
-    hits = np.zeros(n * num_units * k, np.int64)
-    at, unit_row = img * pixel[0].size + where, unit * size
+    hits = np.zeros(n * num_units * (k + 1), np.int64)
+    at, unit_row, item_row = img * pixel[0].size + where, unit * size, item * (k + 1)
     for plane in range(pixel.shape[1]):
-        s = np.take(slot, unit_row + np.take(pixel, at + plane * H * W))
-        on = s >= 0  # concept 0 (none) is no candidate
-        hits += np.bincount(item[on] * k + s[on], minlength=hits.size)
-    intersection = hits.reshape(n, num_units, k) + activation[:, :, None] * onehot[:, candidates]
+        hits += np.bincount(
+            item_row + np.take(slot, unit_row + np.take(pixel, at + plane * H * W)), minlength=hits.size
+        )
+    intersection = hits.reshape(n, num_units, k + 1)[:, :, :k] + activation[:, :, None] * onehot[:, candidates]
     grid_keys = (np.arange(n)[:, None, None] * size + pixel) * cells + cell[None, None, :]
     label_grid = np.bincount(grid_keys.ravel(), minlength=n * size * cells).reshape(n, size, cells)
     label_grid[:, 0] = 0

@@ -18,6 +18,7 @@ from .tally import _labelled_rows, _labels
 
 log = logging.getLogger("netdissect.statistics")
 BATCH_IMAGES = 32
+SUMS_IMAGES = 128  # images whose counts are weighted by the resamples at once
 COLUMNS = ("unit", "iou_low", "iou_high", "label_stability", "p_value", "q_value", "fdr_detector")
 
 
@@ -46,7 +47,14 @@ def statistics_chunk(job) -> None:
     weights = S.resample_weights(len(run_rows), p.resamples, p.seed)
     _, cell_pixels = S.grid_cells(labels.shape[-2:], p.grid)
     labelled = np.flatnonzero(position >= 0)
-    total = None
+    total, gathered = None, []
+
+    def add_gathered():  # one weighting of many images: its cost is per call, (resamples x counts) products
+        nonlocal total
+        part = S.chunk_sums(S.ImageCounts.concat(gathered), weights, cell_pixels)
+        total = part if total is None else total + part
+        gathered.clear()
+
     batch = read_batch(job, BATCH_IMAGES)
     for start in progress(range(0, len(labelled), batch), what=job.input.acts, unit="batches", log=log.info):
         take = labelled[start : start + batch]
@@ -61,8 +69,11 @@ def statistics_chunk(job) -> None:
             np.array([where_in_run[int(r)] for r in acts_rows[take]]),
             p.grid,
         )
-        part = S.chunk_sums(counts, weights, cell_pixels)
-        total = part if total is None else total + part
+        gathered.append(counts)
+        if len(gathered) * batch >= SUMS_IMAGES:
+            add_gathered()
+    if gathered:
+        add_gathered()
     if total is None:
         raise StageError(f"{job.input.acts} and {job.input.segment} share no labelled images")
     save_state(job.output.sums, total.arrays(), {"candidates": candidates.tolist(), "images": len(labelled)})
