@@ -61,6 +61,16 @@ def _stores(tmp_path, acts, chunks, skipped):
     return paths
 
 
+def _tally_chunks(tmp_path, paths, bracket, **params) -> list[str]:
+    """The tally stage's chunk job over every (activation, segmentation) store pair; the chunk stores' paths."""
+    counts = []
+    for i, (a, seg) in enumerate(paths):
+        counts.append(str(tmp_path / "tally" / f"{i}.zarr"))
+        inputs = {"acts": a, "segment": seg, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
+        tally_stage.tally_chunk(stage_job(inputs, {"counts": counts[-1]}, **params))
+    return counts
+
+
 @pytest.mark.parametrize("spoil", [None, "above", "below"])
 def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
     rng = np.random.default_rng(7)
@@ -71,11 +81,7 @@ def test_stage_thresholds_equal_brute_force(tmp_path, spoil):
     bracket = T.intervals_in_process(
         acts_paths, tmp_path / "states", 0.02, SIZE, after_round=spoiler(spoil) if spoil else None
     )
-    counts = []
-    for i, (a, seg) in enumerate(paths):
-        counts.append(str(tmp_path / "tally" / f"{i}.zarr"))
-        inputs = {"acts": a, "segment": seg, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
-        tally_stage.tally_chunk(stage_job(inputs, {"counts": counts[-1]}))
+    counts = _tally_chunks(tmp_path, paths, bracket)
     outputs = {"tally": str(tmp_path / "tally.zarr"), "thresholds": str(tmp_path / "thresholds.csv")}
     inputs = {"counts": counts, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
     tally_stage.tally_reduce(stage_job(inputs, outputs, union="all", quantile=0.02))
@@ -186,11 +192,7 @@ def test_thresholds_counts_and_both_unions_equal_an_image_by_image_oracle(tmp_pa
     paths, labels, scenes = _labelled_stores(tmp_path, acts, chunks, skipped, rng)
     acts_paths = [a for a, _ in paths]
     bracket = T.intervals_in_process(acts_paths, tmp_path / "states", quantile, SIZE, read_batch=3)
-    counts = []
-    for i, (a, seg) in enumerate(paths):
-        counts.append(str(tmp_path / "tally" / f"{i}.zarr"))
-        inputs = {"acts": a, "segment": seg, "bracket": str(bracket), "concepts": str(tmp_path / "concepts.csv")}
-        tally_stage.tally_chunk(stage_job(inputs, {"counts": counts[-1]}, read_batch=4))
+    counts = _tally_chunks(tmp_path, paths, bracket, read_batch=4)
     values = upsample(acts.astype(np.float32), SIZE)
     t, above, expected = _oracle(values, labels, scenes, skipped, quantile)
     assert any((values[:, u] == t[u]).sum() > 1 for u in range(5))  # ties at t
@@ -223,17 +225,11 @@ def test_statistics_chunk_sums_equal_one_call_over_its_labelled_images(tmp_path,
     rng = np.random.default_rng(3)
     acts = np.maximum(rng.standard_normal((22, 5, 4, 3)), 0).astype(np.float16)
     skipped = [2, 15]
-    paths, labels, scenes = _labelled_stores(tmp_path, acts, ((0, 10), (10, 22)), skipped, rng)
+    chunks = ((0, 10), (10, 22))
+    paths, labels, scenes = _labelled_stores(tmp_path, acts, chunks, skipped, rng)
     bracket = T.intervals_in_process([a for a, _ in paths], tmp_path / "states", 0.05, SIZE)
     concepts = str(tmp_path / "concepts.csv")
-    counts = []
-    for i, (a, seg) in enumerate(paths):
-        counts.append(str(tmp_path / "tally" / f"{i}.zarr"))
-        tally_stage.tally_chunk(
-            stage_job(
-                {"acts": a, "segment": seg, "bracket": str(bracket), "concepts": concepts}, {"counts": counts[-1]}
-            )
-        )
+    counts = _tally_chunks(tmp_path, paths, bracket)
     tally = str(tmp_path / "tally.zarr")
     inputs = {"counts": counts, "bracket": str(bracket), "concepts": concepts}
     tally_stage.tally_reduce(
@@ -252,7 +248,7 @@ def test_statistics_chunk_sums_equal_one_call_over_its_labelled_images(tmp_path,
         job_inputs = {"acts": a, "segment": seg, "tally": tally, "concepts": concepts, "index": str(index)}
         params = {"seed": 0, "resamples": 7, "candidates": 3, "grid": 2, "read_batch": 3}
         statistics_stage.statistics_chunk(stage_job(job_inputs, {"sums": out}, **params))
-        rows = np.array([r for r in range(*((0, 10), (10, 22))[i]) if r not in skipped])
+        rows = np.array([r for r in range(*chunks[i]) if r not in skipped])
         image = S.image_counts(
             acts[rows].astype(np.float32),
             labels[rows],
