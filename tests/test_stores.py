@@ -15,6 +15,7 @@ from netdissect.stores import (
     StoreError,
     atomic_path,
     open_group,
+    read_rows,
     save_state,
     write_csv,
     write_group,
@@ -28,6 +29,19 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
         (tmp / "part").write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[], [0], [3, 4, 5, 6], [9, 2, 5, 2], [0, 39], [1, 7, 30], list(range(40))],
+    ids=["none", "one", "run", "unordered-repeats", "far-apart", "sparse", "all"],
+)
+def test_read_rows_equals_numpy_indexing(tmp_path, rows):
+    data = np.arange(40 * 3 * 2, dtype=np.uint16).reshape(40, 3, 2)
+    write_group(tmp_path / "s.zarr", {"a": data}, {"provenance": {"inputs": {}}}, chunk_rows=6)
+    got = read_rows(open_group(tmp_path / "s.zarr")["a"], np.array(rows, np.int64))
+    assert got.dtype == data.dtype and got.shape == (len(rows), 3, 2)
+    np.testing.assert_array_equal(got, data[np.array(rows, np.int64)])
 
 
 def test_store_without_provenance_is_not_trusted(tmp_path):

@@ -117,6 +117,21 @@ def open_group(path: str | Path) -> zarr.Group:
     return group
 
 
+def read_rows(array: zarr.Array, rows: np.ndarray) -> np.ndarray:
+    """Rows of an array at the given positions along its first axis, in their order.
+
+    Rows that lie close together are read as one slice and picked in memory: zarr's orthogonal selection costs
+    several times a slice read of the same rows.
+    """
+    rows = np.asarray(rows, np.int64)
+    if len(rows) == 0:
+        return np.zeros((0, *array.shape[1:]), array.dtype)
+    first, stop = int(rows.min()), int(rows.max()) + 1
+    if stop - first > 2 * len(rows):
+        return array.get_orthogonal_selection((rows,))
+    return array[first:stop][rows - first]
+
+
 def provenance(group: zarr.Group) -> dict:
     """The provenance attributes of a store."""
     return dict(group.attrs["provenance"])

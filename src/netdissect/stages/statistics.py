@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import statistics as S
 from ..progress import progress
-from ..stores import load_state, open_group, save_state, write_csv
+from ..stores import load_state, open_group, read_rows, save_state, write_csv
 from ..tables import concept_vocabulary, read_concepts, read_run_index
 from ..tallystore import read_layer_counts, read_layer_iou
 from . import StageError, read_batch
@@ -59,7 +59,7 @@ def statistics_chunk(job) -> None:
     for start in progress(range(0, len(labelled), batch), what=job.input.acts, unit="batches", log=log.info):
         take = labelled[start : start + batch]
         counts = S.image_counts(
-            acts.get_orthogonal_selection((take,)).astype(np.float32),
+            read_rows(acts, take).astype(np.float32),
             _labels(labels, position[take]),
             _labels(image_labels, position[take]),
             thresholds.astype(np.float32),

@@ -13,7 +13,7 @@ from ..iou import label_units as best_labels
 from ..progress import progress
 from ..provenance import record
 from ..quantile import threshold_in_interval
-from ..stores import load_state, open_group, provenance, require_same, write_json
+from ..stores import load_state, open_group, provenance, read_rows, require_same, write_json
 from ..tables import concept_categories, concept_vocabulary, read_concepts, write_thresholds, write_units
 from ..tally import Pending
 from ..tally import tally_chunk as count_chunk
@@ -38,7 +38,7 @@ def _labels(array, position: np.ndarray) -> np.ndarray:
     out = np.zeros((len(position), *array.shape[1:]), array.dtype)
     has = position >= 0
     if has.any():
-        out[has] = array.get_orthogonal_selection((position[has],))
+        out[has] = read_rows(array, position[has])
     return out
 
 
