@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from netdissect.stages import keep_freed_memory, stage_job, topimages
 from netdissect.stages import report as report_stage
-from netdissect.stages import stage_job, topimages
 from netdissect.stages import statistics as statistics_stage
 from netdissect.stages import tally as tally_stage
 from netdissect.stages import thresholds as threshold_stage
@@ -126,7 +126,7 @@ def reduction(folder: Path, names: list[str], workers: int, timings: dict | None
         nonlocal mark
         timings[name], mark = time.perf_counter() - mark, time.perf_counter()
 
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=keep_freed_memory) as pool:
         bracket = str(threshold_stage.intervals_in_process(acts, work, 0.01, (LABEL, LABEL), pool.map, lap))
         concepts = str(folder / "concepts.csv")
         counts = [str(work / "tally" / f"{c}.zarr") for c in names]
@@ -438,7 +438,7 @@ def bench_report(n: int, results: dict) -> None:
     acts = [str(folder / "acts" / f"{c}.zarr") for c in names]
     tops = [str(work / "topk" / f"{c}.npz") for c in names]
     start, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    with ProcessPoolExecutor(2) as pool:
+    with ProcessPoolExecutor(2, initializer=keep_freed_memory) as pool:
         list(pool.map(_top_images, zip(acts, tops)))
     chunks = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -773,7 +773,7 @@ def bench_statistics(n: int, resamples: int, results: dict) -> None:
         for c, out in zip(names, sums)
     ]
     start = time.perf_counter()
-    with ProcessPoolExecutor(2) as pool:
+    with ProcessPoolExecutor(2, initializer=keep_freed_memory) as pool:
         list(pool.map(_statistics_chunk, tasks))
     chunks = time.perf_counter() - start
     start = time.perf_counter()
