@@ -1,4 +1,5 @@
-"""A tiny run submitted through SLURM (a real one-node cluster on localhost) equals a local run."""
+"""A tiny run submitted through SLURM (a real one-node cluster on localhost), some chunk jobs bundled as group jobs,
+equals a local run."""
 
 from __future__ import annotations
 
@@ -41,9 +42,20 @@ def test_slurm_run_equals_local_run(cluster, workflow_factory):
         "--slurm-logdir",
         str(remote.folder / "slurm-logs"),
         "--slurm-keep-successful-logs",
+        # the bundling the profile offers (commented out there), for two of its rules
+        "--groups",
+        "threshold_sample_chunk=sample_chunks",
+        "tally_chunk=tally_chunks",
+        "--group-components",
+        "sample_chunks=4",
+        "tally_chunks=4",
     )
     got = outputs(remote.results)
     assert got and got == outputs(local.results)
     logdir = remote.folder / "slurm-logs"
-    submitted = {p.relative_to(logdir).parts[0].removeprefix("rule_") for p in logdir.rglob("*.log")}
-    assert {"activations", "segment_chunk", "threshold_sample_chunk", "tally_chunk"} <= submitted
+    submitted = [p.relative_to(logdir).parts[0] for p in logdir.rglob("*.log")]
+    assert {"rule_activations", "rule_segment_chunk", "rule_threshold_refine_chunk"} <= set(submitted)
+    # each bundled rule's two chunk jobs went to SLURM as one job
+    assert submitted.count("group_sample_chunks_threshold_sample_chunk") == 1
+    assert submitted.count("group_tally_chunks_tally_chunk") == 1
+    assert not {"rule_threshold_sample_chunk", "rule_tally_chunk"} & set(submitted)
