@@ -46,6 +46,31 @@ def test_per_image_counts_add_up_to_the_tally(seed):
         np.testing.assert_array_equal(counts.label_grid[x].sum(1), one.label)
 
 
+@pytest.mark.parametrize("grid", [1, 3, 4])
+def test_grid_counts_equal_brute_force_per_grid_cell(grid):
+    rng = np.random.default_rng(11)
+    acts, labels, image_labels = make_chunk(rng, 4, h=4, w=6, H=29, W=35)
+    acts[:, 2] = np.abs(acts[:, 2]) + 3.0  # unit 2: every cell wholly above its threshold
+    acts[:, 3, :2] = 0  # all-zero cells, active under unit 3's negative threshold
+    t = thresholds_of(acts, labels.shape[-2:])
+    t[2], t[3] = 1.0, -0.5
+    candidates = np.tile(np.arange(1, 8), (4, 1))
+    counts = counts_of(acts, labels, image_labels, t, candidates, grid)
+    active = upsample(acts, labels.shape[-2:]) > t[None, :, None, None]
+    H, W = labels.shape[-2:]
+    cell = (np.arange(H)[:, None] * grid // H) * grid + np.arange(W)[None, :] * grid // W
+    for g in range(grid * grid):
+        inside = cell == g
+        np.testing.assert_array_equal(counts.mask_grid[:, :, g], (active & inside).sum((2, 3)))
+        for c in range(1, len(CATEGORY)):
+            carries = (labels == c).any(1) | (image_labels == c).any(1)[:, None, None]
+            np.testing.assert_array_equal(counts.label_grid[:, c, g], (carries & inside).sum((1, 2)))
+    for x in range(len(acts)):
+        inter = brute_force(acts[x : x + 1], labels[x : x + 1], image_labels[x : x + 1], t)[0]
+        np.testing.assert_array_equal(counts.intersection[x], inter[:, 1:])
+    assert counts.activation[:, 2].tolist() == [H * W] * len(acts)
+
+
 def test_sums_are_the_same_for_any_chunking():
     rng = np.random.default_rng(5)
     acts, labels, image_labels = make_chunk(rng, 7)

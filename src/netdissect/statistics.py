@@ -26,7 +26,8 @@ import numpy as np
 
 from .cellscan import Columns, run_pixels, runs_above
 from .iou import UNIONS
-from .upsample import classify_cells, geometry, item_corners
+from .tally import cell_histograms, gather_rows
+from .upsample import Geometry, classify_cells, geometry, item_corners
 
 CANDIDATES = 8  # concepts per unit followed through the resamples
 GRID = 8  # cells per side of the permutation null's partition
@@ -69,35 +70,51 @@ def grid_cells(size: tuple[int, int], grid: int) -> tuple[np.ndarray, np.ndarray
     return cell, np.bincount(cell, minlength=grid * grid)
 
 
-def active_pixels(acts: np.ndarray, thresholds: np.ndarray, size: tuple[int, int], batch: int = 4096):
-    """(image, unit, pixel) of every pixel whose upsampled activation is strictly above its unit's threshold,
-    with the spine's cell passes: cells wholly above (or all-zero cells above a negative threshold) give all
-    their pixels, the cells that straddle the threshold are scanned column by column (``cellscan.runs_above``).
+def active_pixels(acts: np.ndarray, thresholds: np.ndarray, geom: Geometry, batch: int = 4096):
+    """The pixels whose upsampled activation is strictly above their unit's threshold, with the spine's cell passes.
+
+    Cells wholly above (or all-zero cells above a negative threshold) are returned whole; the cells that straddle
+    the threshold are scanned column by column (``cellscan.runs_above``) and give their active pixels.
 
     Args:
         acts: (n, U, h, w) float32 activations.
         thresholds: (U,) float32.
-        size: (H, W) of the label maps.
+        geom: the upsampling of the maps to the label maps.
         batch: straddling cells evaluated at once.
+
+    Returns:
+        ((image, unit, cell) of the wholly active cells, (image, unit, row-major pixel) of the other active pixels).
     """
-    num_units, h, w = acts.shape[1:]
-    geom = geometry(h, w, *size)
+    num_units = acts.shape[1]
     cells = classify_cells(acts, geom, thresholds, thresholds)
-    parts = []
-    for img, unit, cell in (cells.above, cells.zero):
-        pix = geom.pixels[cell]
-        on = pix >= 0
-        parts.append(
-            (np.broadcast_to(img[:, None], pix.shape)[on], np.broadcast_to(unit[:, None], pix.shape)[on], pix[on])
-        )
+    whole = tuple(np.concatenate(x) for x in zip(cells.above, cells.zero))
     img, unit, cell = cells.reaching
+    parts = [(np.zeros(0, np.int64),) * 3]
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
         columns = Columns.of(item_corners(acts, geom, i * num_units + u, g), g, geom)
         item, first, length = runs_above(columns, geom, thresholds[u])
         owner = np.repeat(item, length)
         parts.append((i[owner], u[owner], geom.cell_major[run_pixels(first, length)]))
-    return tuple(np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(3))
+    return whole, tuple(np.concatenate(x).astype(np.int64) for x in zip(*parts))
+
+
+def _cell_grid(geom: Geometry, cell: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels of every upsampling cell in every grid cell, as CSR rows per upsampling cell: (indptr, grid, count)."""
+    pix = geom.pixels
+    keys = (np.arange(geom.num_cells)[:, None] * cells + cell[np.maximum(pix, 0)])[pix >= 0]
+    dense = np.bincount(keys, minlength=geom.num_cells * cells)
+    nonzero = np.flatnonzero(dense)
+    indptr = np.searchsorted(nonzero, np.arange(geom.num_cells + 1) * cells)
+    return indptr, nonzero % cells, dense[nonzero]
+
+
+def _whole_cell_counts(rows: tuple[np.ndarray, np.ndarray, np.ndarray], wanted: np.ndarray, keys_of, size: int):
+    """(size,) int64 sums of the counts of some CSR rows (one per wholly active cell, ``wanted``), each entry at the
+    key ``keys_of(index of its row in wanted, its column)``."""
+    indptr, column, count = rows
+    entries, owner = gather_rows(indptr, wanted)
+    return np.bincount(keys_of(owner, column[entries]), count[entries], size).astype(np.int64)
 
 
 def image_counts(
@@ -113,6 +130,9 @@ def image_counts(
 ) -> ImageCounts:
     """Per-image counts of labelled images at the final thresholds.
 
+    Active pixels of wholly active cells count through the cells' label histograms and grid overlaps; only the
+    active pixels of straddling cells are counted one by one.
+
     Args:
         acts: (n, U, h, w) float32 activations.
         labels: (n, P, H, W) concept ids per pixel and plane (0: none; a concept at most once per pixel).
@@ -124,9 +144,10 @@ def image_counts(
         positions: (n,) the images' positions among the run's images.
         grid: cells per side of the null's partition.
     """
-    n, num_units = acts.shape[:2]
+    n, num_units, h, w = acts.shape
     _, _, H, W = labels.shape
     size, k = len(category), candidates.shape[1]
+    geom = geometry(h, w, H, W)
     cell, cell_pixels = grid_cells((H, W), grid)
     cells = grid * grid
     onehot = np.zeros((n, size), np.int64)
@@ -134,10 +155,14 @@ def image_counts(
     onehot[rows, image_labels[rows, cols].astype(np.int64)] = 1
     onehot[:, 0] = 0
     pixel = labels.reshape(n, labels.shape[1], H * W).astype(np.int64)
-    img, unit, where = active_pixels(acts, np.asarray(thresholds, np.float32), (H, W))
-    item = img * num_units + unit
-    activation = np.bincount(item, minlength=n * num_units).reshape(n, num_units)
+    (w_img, w_unit, w_cell), (img, unit, where) = active_pixels(acts, np.asarray(thresholds, np.float32), geom)
+    item, w_item = img * num_units + unit, w_img * num_units + w_unit
+    whole_pixels = np.bincount(w_item, geom.npix[w_cell], n * num_units).astype(np.int64)
+    activation = (np.bincount(item, minlength=n * num_units) + whole_pixels).reshape(n, num_units)
     mask_grid = np.bincount(item * cells + cell[where], minlength=n * num_units * cells)
+    mask_grid += _whole_cell_counts(
+        _cell_grid(geom, cell, cells), w_cell, lambda o, g: w_item[o] * cells + g, n * num_units * cells
+    )
     # each unit's candidate concepts -> 0..K-1, every other concept (0, none, too) -> K, a column dropped below:
     # counting all pixels avoids compacting the hits of each plane
     slot = np.full((num_units, size), k, np.int64)
@@ -148,6 +173,12 @@ def image_counts(
         hits += np.bincount(
             item_row + np.take(slot, unit_row + np.take(pixel, at + plane * H * W)), minlength=hits.size
         )
+    hits += _whole_cell_counts(
+        cell_histograms(labels, geom, size),
+        w_img * geom.num_cells + w_cell,
+        lambda o, c: w_item[o] * (k + 1) + np.take(slot, w_unit[o] * size + c),
+        hits.size,
+    )
     intersection = hits.reshape(n, num_units, k + 1)[:, :, :k] + activation[:, :, None] * onehot[:, candidates]
     grid_keys = (np.arange(n)[:, None, None] * size + pixel) * cells + cell[None, None, :]
     label_grid = np.bincount(grid_keys.ravel(), minlength=n * size * cells).reshape(n, size, cells)

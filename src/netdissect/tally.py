@@ -153,7 +153,7 @@ class Pending:
         )
 
 
-def _cell_histograms(
+def cell_histograms(
     labels: np.ndarray, geom: Geometry, size: int, block: int = HISTOGRAM_BLOCK
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concept pixel counts of every (image, cell), as CSR rows indexed by image * G + cell.
@@ -188,7 +188,7 @@ def _count_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
 
 
-def _gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Entry positions of the given CSR rows, and for each entry the index of its row in ``rows``."""
     lengths = indptr[rows + 1] - indptr[rows]
     owner = np.repeat(np.arange(len(rows)), lengths)
@@ -199,7 +199,7 @@ def _gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.n
 def _label_hits(histograms, geom: Geometry, img, unit, cell, num_units: int, size: int) -> np.ndarray:
     """(U * size,) pixels of each (unit, concept) in the label histograms of whole (image, unit, cell) items."""
     indptr, concept, count = histograms
-    entries, owner = _gather_rows(indptr, img * geom.num_cells + cell)
+    entries, owner = gather_rows(indptr, img * geom.num_cells + cell)
     keys = unit[owner] * size + concept[entries]
     return np.bincount(keys, weights=count[entries], minlength=num_units * size).astype(np.int64)
 
@@ -254,7 +254,7 @@ def tally_chunk(
         .reshape(n, num_units)
     )
     hits = np.zeros(num_units * size, np.int64)
-    histograms = _cell_histograms(labels, geom, size, histogram_block)
+    histograms = cell_histograms(labels, geom, size, histogram_block)
 
     def add_cells(img, unit, cell):
         """Add the label histograms of whole (image, unit, cell) items."""
