@@ -954,7 +954,7 @@ def write_results(results: dict) -> None:
             f"| pipeline, 1 core | {r['pipeline_images_per_s_1_core']:.0f} | speedup 1 -> 2 cores: {r['speedup_1_to_2_cores']:.2f}x |",
             f"| per-image numpy baseline (same counts, 1 core) | {r['per_image_numpy_images_per_s']:.1f} | pipeline is {r['ratio_vs_per_image_numpy']:.1f}x |",
             f"| bare read of the stores, 2 cores | {r['bare_read_images_per_s_2_cores']:.0f} | |",
-            f"| NetDissect-Lite tally (reference, measured on this kind of machine) | 41 | pipeline is {r['ratio_vs_reference']:.1f}x |",
+            f"| NetDissect-Lite tally (reference, measured once on the Intel machine of earlier sessions, not in this run) | 41 | pipeline is {r['ratio_vs_reference']:.1f}x |",
             "",
             "Per round (2 cores, images/s): "
             + ", ".join(f"{k} {v:.0f}" for k, v in r["round_images_per_s_2_cores"].items()),
