@@ -73,7 +73,7 @@ def grid_cells(size: tuple[int, int], grid: int) -> tuple[np.ndarray, np.ndarray
 def active_pixels(acts: np.ndarray, thresholds: np.ndarray, geom: Geometry, batch: int = 4096):
     """The pixels whose upsampled activation is strictly above their unit's threshold, with the spine's cell passes.
 
-    Cells wholly above (or all-zero cells above a negative threshold) are returned whole; the cells that straddle
+    Cells wholly above (all-zero cells too, under a negative threshold) are returned whole; the cells that straddle
     the threshold are scanned column by column (``cellscan.runs_above``) and give their active pixels.
 
     Args:
@@ -87,8 +87,7 @@ def active_pixels(acts: np.ndarray, thresholds: np.ndarray, geom: Geometry, batc
     """
     num_units = acts.shape[1]
     cells = classify_cells(acts, geom, thresholds, thresholds)
-    whole = tuple(np.concatenate(x) for x in zip(cells.above, cells.zero))
-    img, unit, cell = cells.reaching
+    img, unit, cell = cells.reaching  # at one level (low == high), no cell is all-zero inside the interval
     parts = [(np.zeros(0, np.int64),) * 3]
     for start in range(0, len(img), batch):
         i, u, g = img[start : start + batch], unit[start : start + batch], cell[start : start + batch]
@@ -96,14 +95,14 @@ def active_pixels(acts: np.ndarray, thresholds: np.ndarray, geom: Geometry, batc
         item, first, length = runs_above(columns, geom, thresholds[u])
         owner = np.repeat(item, length)
         parts.append((i[owner], u[owner], geom.cell_major[run_pixels(first, length)]))
-    return whole, tuple(np.concatenate(x).astype(np.int64) for x in zip(*parts))
+    return cells.above, tuple(np.concatenate(x) for x in zip(*parts))
 
 
 def _cell_grid(geom: Geometry, cell: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels of every upsampling cell in every grid cell, as CSR rows per upsampling cell: (indptr, grid, count)."""
     pix = geom.pixels
-    keys = (np.arange(geom.num_cells)[:, None] * cells + cell[np.maximum(pix, 0)])[pix >= 0]
-    dense = np.bincount(keys, minlength=geom.num_cells * cells)
+    keys = (np.arange(geom.num_cells)[:, None] * cells + cell[pix])[pix >= 0]  # padding (-1) is dropped
+    dense = np.bincount(keys)
     nonzero = np.flatnonzero(dense)
     indptr = np.searchsorted(nonzero, np.arange(geom.num_cells + 1) * cells)
     return indptr, nonzero % cells, dense[nonzero]
@@ -165,7 +164,7 @@ def image_counts(
     )
     # each unit's candidate concepts -> 0..K-1, every other concept (0, none, too) -> K, a column dropped below:
     # counting all pixels avoids compacting the hits of each plane
-    slot = np.full((num_units, size), k, np.int64)
+    slot = np.full((num_units, size), k)
     slot[np.arange(num_units)[:, None], candidates] = np.arange(k)[None, :]
     hits = np.zeros(n * num_units * (k + 1), np.int64)
     at, unit_row, item_row = img * pixel[0].size + where, unit * size, item * (k + 1)
