@@ -26,7 +26,7 @@ import numpy as np
 
 from .cellscan import Columns, run_pixels, runs_above
 from .iou import UNIONS
-from .tally import cell_histograms, gather_rows
+from .tally import cell_histograms, gathered_counts
 from .upsample import Geometry, classify_cells, geometry, item_corners
 
 CANDIDATES = 8  # concepts per unit followed through the resamples
@@ -108,14 +108,6 @@ def _cell_grid(geom: Geometry, cell: np.ndarray, cells: int) -> tuple[np.ndarray
     return indptr, nonzero % cells, dense[nonzero]
 
 
-def _whole_cell_counts(rows: tuple[np.ndarray, np.ndarray, np.ndarray], wanted: np.ndarray, keys_of, size: int):
-    """(size,) int64 sums of the counts of some CSR rows (one per wholly active cell, ``wanted``), each entry at the
-    key ``keys_of(index of its row in wanted, its column)``."""
-    indptr, column, count = rows
-    entries, owner = gather_rows(indptr, wanted)
-    return np.bincount(keys_of(owner, column[entries]), count[entries], size).astype(np.int64)
-
-
 def image_counts(
     acts: np.ndarray,
     labels: np.ndarray,
@@ -159,7 +151,7 @@ def image_counts(
     whole_pixels = np.bincount(w_item, geom.npix[w_cell], n * num_units).astype(np.int64)
     activation = (np.bincount(item, minlength=n * num_units) + whole_pixels).reshape(n, num_units)
     mask_grid = np.bincount(item * cells + cell[where], minlength=n * num_units * cells)
-    mask_grid += _whole_cell_counts(
+    mask_grid += gathered_counts(
         _cell_grid(geom, cell, cells), w_cell, lambda o, g: w_item[o] * cells + g, n * num_units * cells
     )
     # each unit's candidate concepts -> 0..K-1, every other concept (0, none, too) -> K, a column dropped below:
@@ -172,7 +164,7 @@ def image_counts(
         hits += np.bincount(
             item_row + np.take(slot, unit_row + np.take(pixel, at + plane * H * W)), minlength=hits.size
         )
-    hits += _whole_cell_counts(
+    hits += gathered_counts(
         cell_histograms(labels, geom, size),
         w_img * geom.num_cells + w_cell,
         lambda o, c: w_item[o] * (k + 1) + np.take(slot, w_unit[o] * size + c),

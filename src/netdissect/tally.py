@@ -188,7 +188,7 @@ def _count_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
 
 
-def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Entry positions of the given CSR rows, and for each entry the index of its row in ``rows``."""
     lengths = indptr[rows + 1] - indptr[rows]
     owner = np.repeat(np.arange(len(rows)), lengths)
@@ -196,12 +196,18 @@ def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     return starts + np.arange(lengths.sum()), owner
 
 
+def gathered_counts(csr: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarray, keys_of, size: int) -> np.ndarray:
+    """(size,) int64 sums of the counts of some CSR rows (indptr, column, count), each entry counted at the key
+    ``keys_of(index of its row in rows, its column)``."""
+    indptr, column, count = csr
+    entries, owner = _gather_rows(indptr, rows)
+    return np.bincount(keys_of(owner, column[entries]), count[entries], size).astype(np.int64)
+
+
 def _label_hits(histograms, geom: Geometry, img, unit, cell, num_units: int, size: int) -> np.ndarray:
     """(U * size,) pixels of each (unit, concept) in the label histograms of whole (image, unit, cell) items."""
-    indptr, concept, count = histograms
-    entries, owner = gather_rows(indptr, img * geom.num_cells + cell)
-    keys = unit[owner] * size + concept[entries]
-    return np.bincount(keys, weights=count[entries], minlength=num_units * size).astype(np.int64)
+    rows = img * geom.num_cells + cell
+    return gathered_counts(histograms, rows, lambda owner, concept: unit[owner] * size + concept, num_units * size)
 
 
 def tally_chunk(

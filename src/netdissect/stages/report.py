@@ -18,7 +18,7 @@ from .. import ablation, adversarial, figures, topk
 from ..datasets import load_image
 from ..plan import describe_selection, open_source, split_counts
 from ..report import gallery, html
-from ..stores import atomic_path, load_state, open_group, require_same, write_csv, write_json
+from ..stores import atomic_path, load_state, open_group, read_rows, require_same, write_csv, write_json
 from ..tables import read_run_index, read_units
 from . import StageError
 
@@ -91,7 +91,7 @@ def top_maps(paths: list[str], top: topk.TopK) -> np.ndarray:
             continue
         wanted = np.unique(top.rows[hit])
         positions = np.flatnonzero(np.isin(rows, wanted))  # rows are ascending in a store, like ``wanted``
-        block = group["activations"].get_orthogonal_selection((positions,))
+        block = read_rows(group["activations"], positions)
         if maps is None:
             maps = np.zeros((*top.rows.shape, *block.shape[2:]), np.float32)
         units = np.nonzero(hit)[0]
